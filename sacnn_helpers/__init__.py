@@ -1,0 +1,11 @@
+"""Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place."""
+from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_map,
+                        attention_scores, attention_weights, capture_attention, from_tokens,
+                        pixel_index, scaled_dot_product_attention, to_tokens)
+from .data import (CIFAR10_CLASSES, CIFAR10_URL, CIFAR10NotFoundError, CorruptDataError, load_cifar10,
+                   read_batch, resolve_data_dir)
+from .models import CNNWithoutAttention, CNNWithSelfAttention
+from .training import (CheckpointError, get_device, load_checkpoint, read_checkpoint, save_checkpoint,
+                       seed_everything)
+
+__version__ = "0.1.0"

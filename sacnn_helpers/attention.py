@@ -1,0 +1,189 @@
+"""Self-attention over the pixels of a feature map.
+
+A B x C x H x W map is read as B sequences of H*W pixel "tokens" with C features each. Every pixel
+(the query) scores every pixel (the keys) with a scaled dot product, the scores go through a softmax
+over the keys, and the weights mix the value vectors into one context vector per pixel:
+
+    scores  = Q Kᵀ / sqrt(d_k)        (B x heads x HW x HW)
+    weights = softmax(scores, dim=-1)  (each row sums to 1; row y*W + x belongs to pixel (y, x))
+    context = weights V                (B x heads x HW x d_v -> B x C x H x W)
+
+The small functions below are the steps the notebooks build one at a time; `SelfAttention` is the
+layer they add up to.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Beyond this an explicit attention matrix is refused rather than allocated (see `attention_bytes`).
+MAX_EXPLICIT_ATTENTION_GIB = 4.0
+
+
+class AttentionMemoryError(MemoryError):
+    """An explicit HW x HW attention matrix was requested that would not fit in memory."""
+
+
+# --- the steps, one function each ---------------------------------------------------------------
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """B x C x H x W feature map -> B x HW x C pixel tokens, pixel (y, x) at index y*W + x."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h * w).transpose(1, 2)
+
+
+def from_tokens(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """B x HW x C pixel tokens -> B x C x H x W feature map (the inverse of `to_tokens`)."""
+    b, n, c = tokens.shape
+    if n != height * width:
+        raise ValueError(f"expected {height}*{width}={height * width} tokens, got {n}")
+    return tokens.transpose(1, 2).reshape(b, c, height, width)
+
+
+def attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Scaled dot products: (..., N, d_k) x (..., M, d_k) -> (..., N, M), divided by sqrt(d_k)."""
+    return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+
+
+def attention_weights(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the keys (the last axis), so each query's row sums to 1.
+
+    `torch.softmax` subtracts each row's maximum before exponentiating, which keeps large scores
+    from overflowing; it also computes in float32 under autocast.
+    """
+    return torch.softmax(scores, dim=-1)
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit attention that also returns the weights: (context, weights).
+
+    q, k: (..., N, d_k) and (..., M, d_k); v: (..., M, d_v) -> context (..., N, d_v), weights (..., N, M).
+    Gives the same context as `torch.nn.functional.scaled_dot_product_attention(q, k, v)`.
+    """
+    weights = attention_weights(attention_scores(q, k))
+    return weights.to(v.dtype) @ v, weights
+
+
+def pixel_index(y: int, x: int, width: int) -> int:
+    """Row of the HW x HW attention matrix that belongs to query pixel (y, x): y*W + x (not x*y)."""
+    return y * width + x
+
+
+def attention_map(weights: torch.Tensor, y: int, x: int, height: int, width: int) -> torch.Tensor:
+    """One query pixel's attention over the image: row `y*W + x` of (..., HW, HW), reshaped to H x W."""
+    if weights.shape[-1] != height * width or weights.shape[-2] != height * width:
+        raise ValueError(f"expected weights ending in {height * width} x {height * width} "
+                         f"for a {height}x{width} map, got shape {tuple(weights.shape)}")
+    if not (0 <= y < height and 0 <= x < width):
+        raise ValueError(f"pixel (y={y}, x={x}) is outside the {height}x{width} map")
+    return weights[..., pixel_index(y, x, width), :].reshape(*weights.shape[:-2], height, width)
+
+
+def attention_bytes(batch: int, heads: int, height: int, width: int,
+                    dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of one explicit B x heads x HW x HW attention matrix (flash attention never builds it)."""
+    n = height * width
+    return batch * heads * n * n * torch.empty((), dtype=dtype).element_size()
+
+
+# --- the layer ----------------------------------------------------------------------------------
+
+class SelfAttention(nn.Module):
+    """Self-attention over the H*W pixels of a B x C x H x W map (SAGAN-style, with heads).
+
+    Args:
+        in_channels: C, the channels of the map; the value projection keeps C channels.
+        heads: attention heads; `qk_channels` and `in_channels` must both divide by it.
+        qk_channels: channels of the query/key projections (default C; SAGAN uses C // 8).
+            Each head scores with d_k = qk_channels // heads.
+        residual: if True, out = gamma * context + x with a learnable `gamma` that starts at 0, so the
+            layer begins as the identity; if False, out = context (the tutorial's block, which
+            replaces the conv features).
+
+    `forward(x)` uses `F.scaled_dot_product_attention` (flash-capable, never stores the HW x HW matrix);
+    `forward(x, return_attention=True)` takes an explicit path and also returns the weights,
+    B x heads x HW x HW, row y*W + x = query pixel (y, x), each row summing to 1.
+    """
+
+    def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
+                 residual: bool = True) -> None:
+        super().__init__()
+        qk_channels = in_channels if qk_channels is None else qk_channels
+        for name, value in (("in_channels", in_channels), ("qk_channels", qk_channels)):
+            if value % heads:
+                raise ValueError(f"{name}={value} must be divisible by heads={heads}")
+        self.in_channels, self.heads, self.qk_channels = in_channels, heads, qk_channels
+        self.query = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
+        self.key = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
+        self.value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1)) if residual else None
+        self._captured: list[torch.Tensor] | None = None  # set by `capture_attention`
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, heads={self.heads}, qk_channels={self.qk_channels}, "
+                f"residual={self.gamma is not None}")
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"SelfAttention expects a 4-D B x C x H x W tensor, got {x.dim()}-D with "
+                             f"shape {tuple(x.shape)}; add a batch axis with x.unsqueeze(0) for one image")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"SelfAttention expects {self.in_channels} channels (dim 1), got {x.shape[1]} "
+                             f"in shape {tuple(x.shape)}; is the tensor channels-last (B x H x W x C)?")
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        """B x (heads*d) x H x W -> B x heads x HW x d."""
+        b, c, h, w = t.shape
+        return t.reshape(b, self.heads, c // self.heads, h * w).transpose(-2, -1)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self._check_input(x)
+        b, c, h, w = x.shape
+        explicit = return_attention or self._captured is not None
+        if explicit:  # check before allocating anything
+            need = attention_bytes(b, self.heads, h, w, torch.float32)
+            if need > MAX_EXPLICIT_ATTENTION_GIB * 2**30:
+                raise AttentionMemoryError(
+                    f"the explicit attention matrix for a batch of {b} at {h}x{w} pixels with {self.heads} "
+                    f"head(s) needs about {need / 2**30:.1f} GiB (limit {MAX_EXPLICIT_ATTENTION_GIB} GiB): "
+                    f"pass fewer images, downsample the map before attention, or call without "
+                    f"return_attention (the fused kernel never stores the matrix)")
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        if explicit:
+            context, weights = scaled_dot_product_attention(q, k, v)
+            if self._captured is not None:
+                self._captured.append(weights.detach())
+        else:
+            context, weights = F.scaled_dot_product_attention(q, k, v), None
+        # B x heads x HW x d_v -> B x C x H x W (heads concatenated along channels, as they came in)
+        context = context.transpose(-2, -1).reshape(b, c, h, w)
+        out = context if self.gamma is None else self.gamma * context + x
+        return (out, weights) if return_attention else out
+
+
+@contextmanager
+def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the attention weights of every `SelfAttention` in `model` during forward passes.
+
+        with capture_attention(model) as maps:
+            model(images)
+        maps[0]  # B x heads x HW x HW of the first attention layer
+
+    The layers take their explicit path while inside the block; their outputs are unchanged.
+    """
+    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    captured: list[torch.Tensor] = []
+    for layer in layers:
+        layer._captured = captured
+    try:
+        yield captured
+    finally:
+        for layer in layers:
+            layer._captured = None
