@@ -12,6 +12,12 @@ import torch
 import torch.nn as nn
 
 CHECKPOINT_FORMAT = "sacnn-checkpoint-v1"
+SMOKE_ENV = "SACNN_SMOKE"
+
+
+def is_smoke_run() -> bool:
+    """True when $SACNN_SMOKE is set (CI and the test command): notebooks shrink data and epochs."""
+    return os.environ.get(SMOKE_ENV, "") not in ("", "0", "false", "False")
 
 
 def get_device(name: str = "auto") -> torch.device:
