@@ -4,8 +4,8 @@ from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, at
                         pixel_index, scaled_dot_product_attention, to_tokens)
 from .data import (CIFAR10_CLASSES, CIFAR10_URL, CIFAR10NotFoundError, CorruptDataError, load_cifar10,
                    read_batch, resolve_data_dir)
-from .models import CNNWithoutAttention, CNNWithSelfAttention
-from .training import (CheckpointError, get_device, is_smoke_run, load_checkpoint, read_checkpoint, save_checkpoint,
+from .models import MODELS, CNNWithoutAttention, CNNWithSelfAttention, build_model, register_model
+from .training import (CheckpointError, get_device, is_smoke_run, load_checkpoint, load_model, read_checkpoint, save_checkpoint,
                        seed_everything)
 
 __version__ = "0.1.0"

@@ -6,7 +6,24 @@ import torch.nn as nn
 
 from .attention import SelfAttention
 
+# Architectures by class name, so a checkpoint (which stores the name and config) can rebuild its model.
+MODELS: dict[str, type[nn.Module]] = {}
 
+
+def register_model(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: make `cls` buildable by name with `build_model`."""
+    MODELS[cls.__name__] = cls
+    return cls
+
+
+def build_model(architecture: str, **config) -> nn.Module:
+    """Build a registered model from its class name and constructor arguments."""
+    if architecture not in MODELS:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[architecture](**config)
+
+
+@register_model
 class CNNWithSelfAttention(nn.Module):
     """The tutorial's network, with attention over pixels (not channels).
 
@@ -39,6 +56,7 @@ class CNNWithSelfAttention(nn.Module):
         return self.fc(x.flatten(1))
 
 
+@register_model
 class CNNWithoutAttention(CNNWithSelfAttention):
     """`CNNWithSelfAttention` with the attention layer left out, for comparisons."""
 

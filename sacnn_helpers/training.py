@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .models import build_model
+
 CHECKPOINT_FORMAT = "sacnn-checkpoint-v1"
 SMOKE_ENV = "SACNN_SMOKE"
 
@@ -96,3 +98,11 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
     except RuntimeError as e:
         raise CheckpointError(f"{path} does not fit this {arch}: {e}") from e
     return blob["meta"]
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint was saved from, load its weights; returns (model in eval mode, meta)."""
+    blob = read_checkpoint(path)
+    model = build_model(blob["architecture"], **blob["config"])
+    meta = load_checkpoint(path, model)
+    return model.to(device).eval(), meta
