@@ -54,7 +54,7 @@ def attention_weights(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over the keys (the last axis), so each query's row sums to 1.
 
     `torch.softmax` subtracts each row's maximum before exponentiating, which keeps large scores
-    from overflowing; it also computes in float32 under autocast.
+    from overflowing (on CUDA, autocast also runs it in float32).
     """
     return torch.softmax(scores, dim=-1)
 
@@ -187,3 +187,35 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     finally:
         for layer in layers:
             layer._captured = None
+
+
+# --- comparisons the notebooks draw -------------------------------------------------------------
+
+def channel_attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The source tutorial's scores, `Q.view(B, C, -1) @ K.view(B, C, -1).transpose(-1, -2)`: B x C x C.
+
+    q, k: B x C x H x W maps. Entry (i, j) sums channel i of Q times channel j of K over all pixels, so
+    it compares whole channel maps (attention over CHANNELS); per-pixel attention is B x HW x HW instead.
+    No 1/sqrt(d) scaling, as in the tutorial.
+    """
+    if q.dim() != 4 or q.shape != k.shape:
+        raise ValueError(f"expected two B x C x H x W maps of the same shape, got {tuple(q.shape)} and "
+                         f"{tuple(k.shape)}")
+    b, c = q.shape[:2]
+    return q.view(b, c, -1) @ k.view(b, c, -1).transpose(-1, -2)
+
+
+def flash_attention_bytes(batch: int, heads: int, height: int, width: int, head_dim: int,
+                          dtype: torch.dtype = torch.float32) -> int:
+    """Bytes a flash-style kernel keeps besides its inputs: the output (B x heads x HW x head_dim in
+    `dtype`) and one float32 log-sum-exp per query row (for the backward pass). No HW x HW matrix."""
+    n = height * width
+    return batch * heads * n * (head_dim * torch.empty((), dtype=dtype).element_size() + 4)
+
+
+def attention_memory_table(sizes: tuple[int, ...] = (8, 16, 32, 64), batch: int = 1, heads: int = 1,
+                           head_dim: int = 64, dtype: torch.dtype = torch.float32) -> list[dict[str, int]]:
+    """For square maps of each side in `sizes`: pixels, bytes of the explicit B x heads x HW x HW matrix
+    (`attention_bytes`) and bytes a flash kernel keeps (`flash_attention_bytes`), one dict per size."""
+    return [dict(side=s, pixels=s * s, explicit_bytes=attention_bytes(batch, heads, s, s, dtype),
+                 flash_bytes=flash_attention_bytes(batch, heads, s, s, head_dim, dtype)) for s in sizes]

@@ -65,6 +65,7 @@ _NUMPY_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): __import__("codecs").encode,  # how Python 3 writes bytes at protocol 2 (re-saved copies)
 }
 
 

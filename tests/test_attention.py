@@ -1,0 +1,193 @@
+"""SelfAttention: explicit path vs SDPA vs an independent nn.MultiheadAttention computation."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from sacnn_helpers import (AttentionMemoryError, CNNWithoutAttention, CNNWithSelfAttention, SelfAttention,
+                           attention_map, capture_attention, from_tokens, pixel_index, to_tokens)
+
+
+def make_layer(c=8, heads=1, qk=None, residual=True, gamma=0.5, seed=0):
+    torch.manual_seed(seed)
+    layer = SelfAttention(c, heads=heads, qk_channels=qk, residual=residual)
+    if residual:
+        with torch.no_grad():
+            layer.gamma.fill_(gamma)  # 0 would hide the attention term entirely
+    return layer
+
+
+def reference_attention(layer: SelfAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same layer computed independently with torch's nn.MultiheadAttention over pixel tokens."""
+    b, c, h, w = x.shape
+    mha = nn.MultiheadAttention(c, layer.heads, batch_first=True)
+    # MHA projects q/k/v with its own linear layers: feed it the already-projected tokens and make its
+    # input projections identities; out_proj identity too (our layer has no output projection).
+    assert layer.qk_channels == c, "MHA reference needs qk_channels == in_channels"
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.eye(c).repeat(3, 1))
+        mha.in_proj_bias.zero_()
+        mha.out_proj.weight.copy_(torch.eye(c))
+        mha.out_proj.bias.zero_()
+    q, k, v = (to_tokens(conv(x)) for conv in (layer.query, layer.key, layer.value))
+    context, weights = mha(q, k, v, need_weights=True, average_attn_weights=False)
+    context = from_tokens(context, h, w)
+    out = context if layer.gamma is None else layer.gamma * context + x
+    return out, weights
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+@pytest.mark.parametrize("hw", [(4, 4), (3, 5), (1, 1)])
+def test_explicit_sdpa_and_multihead_attention_agree(heads, hw):
+    layer = make_layer(c=8, heads=heads)
+    x = torch.randn(2, 8, *hw)
+    with torch.no_grad():
+        fast = layer(x)
+        explicit, weights = layer(x, return_attention=True)
+        ref_out, ref_weights = reference_attention(layer, x)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(explicit, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-5, rtol=1e-5)
+    n = hw[0] * hw[1]
+    assert weights.shape == (2, heads, n, n)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, heads, n))
+
+
+def test_scores_are_scaled_by_sqrt_dk_per_head():
+    layer = make_layer(c=8, heads=2, qk=4, residual=False)
+    x = torch.randn(1, 8, 2, 3)
+    with torch.no_grad():
+        _, weights = layer(x, return_attention=True)
+        q = layer.query(x).reshape(1, 2, 2, 6).transpose(-2, -1)  # d_k = 4 // 2 = 2
+        k = layer.key(x).reshape(1, 2, 2, 6).transpose(-2, -1)
+        by_hand = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(2), dim=-1)
+    torch.testing.assert_close(weights, by_hand)
+
+
+def test_attention_is_over_pixels_not_channels():
+    """The tutorial's code gives a C x C matrix; ours is HW x HW (here 6 pixels vs 8 channels)."""
+    layer = make_layer(c=8)
+    _, weights = layer(torch.randn(1, 8, 2, 3), return_attention=True)
+    assert weights.shape[-2:] == (6, 6)
+
+
+def test_row_is_query_pixel_y_times_w_plus_x():
+    """Make pixel (y=1, x=2) of a 3x4 map attend only to itself: that must be row 1*4+2 = 6, not 1*2."""
+    h, w = 3, 4
+    layer = make_layer(c=4, residual=False)
+    with torch.no_grad():
+        for conv in (layer.query, layer.key):
+            conv.weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+            conv.bias.zero_()
+    x = torch.zeros(1, 4, h, w)
+    x[0, :, 1, 2] = 30.0  # a strong feature at one pixel: its own score dominates its row
+    _, weights = layer(x, return_attention=True)
+    assert pixel_index(1, 2, w) == 6
+    row = attention_map(weights[0, 0], 1, 2, h, w)
+    assert row.shape == (h, w)
+    assert row[1, 2] > 0.99
+    assert weights[0, 0, 1 * 2].max() < 0.5  # row x*y = 2 is pixel (0, 2): a blank pixel, uniform weights
+
+
+def test_to_tokens_orders_pixels_row_major():
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    tokens = to_tokens(x)
+    assert tokens.shape == (1, 12, 1)
+    assert tokens[0, pixel_index(2, 1, 4), 0] == x[0, 0, 2, 1]
+    torch.testing.assert_close(from_tokens(tokens, 3, 4), x)
+
+
+def test_gamma_zero_starts_as_identity_and_residual_off_replaces():
+    x = torch.randn(2, 8, 4, 4)
+    fresh = SelfAttention(8)
+    torch.testing.assert_close(fresh(x), x)
+    replace = make_layer(c=8, residual=False)
+    assert replace.gamma is None
+    with torch.no_grad():
+        _, weights = replace(x, return_attention=True)
+        context = from_tokens(weights[:, 0] @ to_tokens(replace.value(x)), 4, 4)
+    torch.testing.assert_close(replace(x), context, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    layer = make_layer(c=8, heads=2, qk=4)
+    for return_attention in (False, True):
+        layer.zero_grad()
+        out = layer(torch.randn(2, 8, 3, 3), return_attention=return_attention)
+        out = out[0] if return_attention else out
+        out.square().sum().backward()
+        for name, p in layer.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_batch_of_one_and_non_square():
+    layer = make_layer(c=8)
+    out, weights = layer(torch.randn(1, 8, 2, 7), return_attention=True)
+    assert out.shape == (1, 8, 2, 7) and weights.shape == (1, 1, 14, 14)
+
+
+def test_bfloat16_autocast_matches_float32():
+    layer = make_layer(c=8)
+    x = torch.randn(2, 8, 4, 4)
+    with torch.no_grad():
+        ref = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = layer(x)
+            explicit, weights = layer(x, return_attention=True)
+    torch.testing.assert_close(weights.float().sum(-1), torch.ones(2, 1, 16), atol=2e-2, rtol=0)
+    torch.testing.assert_close(fast.float(), ref, atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(explicit.float(), ref, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_half_precision_matches():
+    layer = make_layer(c=64, heads=1).cuda()
+    x = torch.randn(2, 64, 8, 8, device="cuda")
+    with torch.no_grad():
+        ref = layer(x)
+        with torch.autocast("cuda", dtype=torch.float16):
+            fast = layer(x)
+            explicit, _ = layer(x, return_attention=True)
+    torch.testing.assert_close(fast.float(), ref, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(explicit.float(), ref, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (torch.randn(8, 4, 4), "4-D"),
+    (torch.randn(2, 3, 4, 4), "expects 8 channels"),
+    (torch.randn(2, 4, 4, 8), "expects 8 channels"),
+])
+def test_bad_shapes_say_what_was_expected(bad, expected):
+    with pytest.raises(ValueError, match=expected) as err:
+        SelfAttention(8)(bad)
+    assert str(tuple(bad.shape)) in str(err.value)
+
+
+def test_heads_must_divide_channels():
+    with pytest.raises(ValueError, match="divisible by heads"):
+        SelfAttention(10, heads=4)
+
+
+def test_huge_explicit_matrix_is_refused_with_an_estimate_before_allocating():
+    layer = SelfAttention(2)
+    x = torch.empty(64, 2, 128, 128)  # the matrix would be 64 * 16384^2 * 4 bytes = 64 GiB
+    with pytest.raises(AttentionMemoryError, match=r"64\.0 GiB.*downsample") as err:
+        layer(x, return_attention=True)
+    assert "return_attention" in str(err.value)
+
+
+def test_tutorial_cnn_shapes_and_capture():
+    model = CNNWithSelfAttention()
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
+    with capture_attention(model) as maps:
+        logits = model(x)
+    assert len(maps) == 1 and maps[0].shape == (2, 1, 1024, 1024)
+    torch.testing.assert_close(logits, model(x))  # capturing does not change the output
+    assert model.attention._captured is None  # released after the block
+    plain = CNNWithoutAttention()
+    assert plain(x).shape == (2, 10)
+    n_attention = sum(p.numel() for p in model.attention.parameters())
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters()) == n_attention
+    assert n_attention == 3 * (64 * 64 + 64) + 1

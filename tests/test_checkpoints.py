@@ -1,0 +1,87 @@
+"""Checkpoints: round trip, wrong files and architectures, planted pickles; device and seeding."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from sacnn_helpers import (CheckpointError, CNNWithoutAttention, CNNWithSelfAttention, get_device,
+                           load_checkpoint, load_model, save_checkpoint, seed_everything)
+
+
+def test_round_trip_keeps_weights_and_meta(tmp_path):
+    torch.manual_seed(0)
+    model = CNNWithSelfAttention(heads=2)
+    with torch.no_grad():
+        model.attention.gamma.fill_(0.25)
+    path = tmp_path / "run" / "model.pt"
+    save_checkpoint(path, model, epoch=3, history=[{"loss": 1.5}], optimizer={"lr": torch.tensor(0.1)})
+    fresh = CNNWithSelfAttention(heads=2)
+    meta = load_checkpoint(path, fresh)
+    assert meta["epoch"] == 3 and meta["history"] == [{"loss": 1.5}]
+    for (name, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name
+    rebuilt, meta = load_model(path)
+    assert isinstance(rebuilt, CNNWithSelfAttention) and rebuilt.attention.heads == 2 and not rebuilt.training
+    assert not list(tmp_path.glob("run/*.tmp"))  # the temporary file was renamed into place
+
+
+def test_other_architecture_or_config_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, CNNWithSelfAttention())
+    with pytest.raises(CheckpointError, match="holds a CNNWithSelfAttention.*model is a CNNWithoutAttention"):
+        load_checkpoint(path, CNNWithoutAttention())
+    with pytest.raises(CheckpointError, match="'heads': 4"):
+        load_checkpoint(path, CNNWithSelfAttention(heads=4))
+
+
+def test_a_plain_state_dict_is_not_our_checkpoint(tmp_path):
+    path = tmp_path / "state.pt"
+    torch.save(CNNWithSelfAttention().state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a sacnn_helpers checkpoint"):
+        load_checkpoint(path, CNNWithSelfAttention())
+
+
+def test_garbage_and_missing_files(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage, CNNWithSelfAttention())
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt", CNNWithSelfAttention())
+
+
+class Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_booby_trapped_checkpoint_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "sacnn-checkpoint-v1", "state_dict": Planted(marker)}, path)
+    with pytest.raises(CheckpointError, match="not loaded"):
+        load_checkpoint(path, CNNWithSelfAttention())
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # what an unsafe load would have done
+    assert marker.exists()
+
+
+def test_device_choice():
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device("auto").type in ("cuda", "mps", "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            get_device("cuda")
+
+
+def test_seeding_repeats_runs():
+    seed_everything(7)
+    a = CNNWithSelfAttention().conv1.weight.clone(), torch.rand(3)
+    seed_everything(7)
+    b = CNNWithSelfAttention().conv1.weight.clone(), torch.rand(3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -1,0 +1,130 @@
+"""The CIFAR-10 reader on small official-layout folders written here, and on bad or hostile files."""
+import pickle
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sacnn_helpers.data as data
+from sacnn_helpers import CIFAR10_URL, CIFAR10NotFoundError, CorruptDataError, load_cifar10, read_batch
+
+
+def write_batch(path: Path, images: np.ndarray, labels: list) -> None:
+    """A batch in the official layout: a protocol-2 pickle of a dict with an N x 3072 uint8 'data' array."""
+    batch = {"batch_label": "test batch", "labels": labels,
+             "data": images.reshape(len(images), -1), "filenames": [f"{i}.png" for i in range(len(labels))]}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    """5 training batches of 3 images and a test batch of 2, with known pixels and labels."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in data.TRAIN_FILES + data.TEST_FILES:
+        n = 2 if name == "test_batch" else 3
+        images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=n)]
+        write_batch(folder / name, images, labels)
+        batches[name] = (images, labels)
+    return tmp_path, batches
+
+
+def test_reads_official_layout(tiny_cifar):
+    root, batches = tiny_cifar
+    train = load_cifar10(root, train=True, download=False)
+    test = load_cifar10(root, train=False, download=False)
+    assert len(train) == 15 and len(test) == 2
+    assert train.images.shape == (15, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.classes[0] == "airplane" and len(train.classes) == 10
+    # channel-major rows: red plane first, then green, then blue, each 32 rows of 32 pixels
+    images, labels = batches["data_batch_2"]
+    np.testing.assert_array_equal(train.images[3:6].numpy(), images)
+    assert train.targets[3:6].tolist() == labels
+    image, label = test[1]
+    assert image.dtype == torch.float32 and image.shape == (3, 32, 32)
+    assert torch.allclose(image * 255, torch.from_numpy(batches["test_batch"][0][1]).float())
+    assert label == batches["test_batch"][1][1]
+    assert not train.official_md5 and "offline copy" in train.source
+
+
+def test_environment_variable_sets_the_root(tiny_cifar, monkeypatch):
+    root, _ = tiny_cifar
+    monkeypatch.setenv("SACNN_DATA_DIR", str(root))
+    assert len(load_cifar10(train=False, download=False)) == 2
+
+
+def test_transform_is_applied(tiny_cifar):
+    root, _ = tiny_cifar
+    flipped = load_cifar10(root, train=False, download=False, transform=lambda x: x.flip(-1))
+    plain = load_cifar10(root, train=False, download=False)
+    assert torch.equal(flipped[0][0], plain[0][0].flip(-1))
+
+
+def test_no_data_without_download_names_folder_variable_and_url(tmp_path):
+    with pytest.raises(CIFAR10NotFoundError) as err:
+        load_cifar10(tmp_path / "empty", download=False)
+    message = str(err.value)
+    for part in (str(tmp_path / "empty" / "cifar-10-batches-py"), "SACNN_DATA_DIR", CIFAR10_URL, "data_batch_1"):
+        assert part in message
+
+
+def test_no_data_and_no_network_says_so(tmp_path, monkeypatch):
+    def offline(root):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(data, "_download", offline)
+    with pytest.raises(CIFAR10NotFoundError, match="download failed.*name resolution") as err:
+        load_cifar10(tmp_path, download=True)
+    assert CIFAR10_URL in str(err.value) and "SACNN_DATA_DIR" in str(err.value)
+
+
+def test_truncated_batch_names_the_file_and_what_to_do(tiny_cifar):
+    root, _ = tiny_cifar
+    path = root / "cifar-10-batches-py" / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CorruptDataError, match="data_batch_3.*truncated or corrupt.*download CIFAR-10 again"):
+        load_cifar10(root, download=False)
+
+
+def test_wrong_contents_are_refused(tiny_cifar):
+    root, _ = tiny_cifar
+    path = root / "cifar-10-batches-py" / "test_batch"
+    write_batch(path, np.zeros((2, 3, 16, 16), np.uint8), [0, 1])  # 16x16 images are not CIFAR-10
+    with pytest.raises(CorruptDataError, match="N x 3072 uint8"):
+        read_batch(path)
+
+
+class Planted:
+    """A pickle that, when loaded by plain pickle.load, creates a file (it could as well run a shell)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_booby_trapped_batch_is_refused_and_nothing_runs(tiny_cifar):
+    root, _ = tiny_cifar
+    marker = root / "pwned"
+    path = root / "cifar-10-batches-py" / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": Planted(marker), "labels": []}, protocol=2))
+    with pytest.raises(CorruptDataError, match="data_batch_1.*not loaded: refused to load global"):
+        load_cifar10(root, download=False)
+    assert not marker.exists()
+    pickle.loads(path.read_bytes())  # the same file under plain pickle does run the code:
+    assert marker.exists()
+
+
+def test_real_cifar10_when_present():
+    folder = data.resolve_data_dir() / data.CIFAR10_FOLDER
+    if not (folder / "test_batch").is_file():
+        pytest.skip(f"no CIFAR-10 in {folder}: run `python ../shared/data/cifar10/materialize.py data/` "
+                    f"or download it to test the reader on the real files")
+    test = load_cifar10(train=False, download=False)
+    assert len(test) == 10_000
+    assert torch.bincount(test.targets).tolist() == [1000] * 10
