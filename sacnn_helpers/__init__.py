@@ -8,4 +8,8 @@ from .models import MODELS, CNNWithoutAttention, CNNWithSelfAttention, build_mod
 from .training import (CheckpointError, get_device, is_smoke_run, load_checkpoint, load_model, read_checkpoint, save_checkpoint,
                        seed_everything)
 
+from .attention import attention_memory_table, channel_attention_scores, flash_attention_bytes
+from .exercises import check
+from .visualisation import show_heatmaps
+
 __version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Helpers the step-by-step notebooks 01-04 add: channel scores, memory table, heatmaps, check cells."""
+import math
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+import sacnn_helpers as sh  # noqa: E402
+
+
+def test_channel_attention_scores_is_the_tutorials_c_by_c_matrix():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 4)
+    scores = sh.channel_attention_scores(q, k)
+    assert scores.shape == (2, 5, 5)
+    # entry (i, j): channel map i of Q times channel map j of K, summed over the 12 pixels
+    assert torch.allclose(scores[1, 2, 3], (q[1, 2] * k[1, 3]).sum(), atol=1e-5)
+    # per-pixel attention scores are HW x HW instead
+    pixel = sh.attention_scores(sh.to_tokens(q), sh.to_tokens(k))
+    assert pixel.shape == (2, 12, 12)
+    assert torch.allclose(pixel[0, 7, 2] * math.sqrt(5), (q[0, :, 1, 3] * k[0, :, 0, 2]).sum(), atol=1e-5)
+
+
+def test_channel_attention_scores_rejects_mismatched_maps():
+    with pytest.raises(ValueError, match="B x C x H x W"):
+        sh.channel_attention_scores(torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 3))
+
+
+def test_flash_bytes_grow_linearly_and_explicit_quadratically():
+    table = sh.attention_memory_table(sizes=(8, 16, 32), batch=2, heads=3, head_dim=16)
+    assert [r["pixels"] for r in table] == [64, 256, 1024]
+    for r in table:
+        n = r["pixels"]
+        assert r["explicit_bytes"] == 2 * 3 * n * n * 4
+        assert r["flash_bytes"] == 2 * 3 * n * (16 * 4 + 4)
+    # the explicit matrix really is that big: compare with an allocated weight tensor
+    layer = sh.SelfAttention(6, heads=3, residual=False)
+    _, w = layer(torch.randn(2, 6, 8, 8), return_attention=True)
+    assert w.numel() * w.element_size() == table[0]["explicit_bytes"]
+    assert sh.flash_attention_bytes(1, 1, 4, 4, 8, torch.float16) == 16 * (8 * 2 + 4)
+
+
+def test_show_heatmaps_grid_shape_and_bad_input():
+    fig, axes = sh.show_heatmaps(torch.rand(2, 3, 4, 4), titles=["a", "b", "c"])
+    assert axes.shape == (2, 3) and axes[0, 1].get_title() == "b"
+    fig2, axes2 = sh.show_heatmaps(torch.rand(5, 6))
+    assert axes2.shape == (1, 1)
+    with pytest.raises(ValueError, match="2-D to 4-D"):
+        sh.show_heatmaps(torch.rand(5))
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("answer, expected, verdict", [
+    (None, 3, "not answered yet"),
+    (19, 19, "correct"),
+    (18, 19, "not yet"),
+    ((1, 256, 256), torch.Size([1, 256, 256]), "correct"),
+    ((1, 8, 8), (1, 256, 256), "not yet"),
+    (torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.50001]), "correct"),
+    (torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.5, 0.5]), "expected shape"),
+    (8.0, 8, "correct"),
+    ("abc", 8, "could not compare"),
+])
+def test_check_says_right_or_wrong(capsys, answer, expected, verdict):
+    sh.check(answer, expected, name="ex")
+    out = capsys.readouterr().out
+    assert out.startswith("ex: ") and verdict in out
