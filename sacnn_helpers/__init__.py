@@ -10,6 +10,6 @@ from .training import (CheckpointError, get_device, is_smoke_run, load_checkpoin
 
 from .attention import attention_memory_table, channel_attention_scores, flash_attention_bytes
 from .exercises import check
-from .visualisation import show_heatmaps
+from .visualisation import show_heatmaps, show_images
 
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+
 def show_heatmaps(matrices, xlabel: str = "keys", ylabel: str = "queries", titles=None,
                   figsize: tuple[float, float] | None = None, cmap: str = "Reds", colorbar: bool = True):
     """Draw a grid of heatmaps (after d2l's `show_heatmaps`); returns (figure, axes array).
@@ -38,3 +39,23 @@ def show_heatmaps(matrices, xlabel: str = "keys", ylabel: str = "queries", title
         fig.colorbar(im, ax=axes, shrink=0.6)
     return fig, axes
 
+
+def show_images(images: torch.Tensor, labels=None, classes=None, ncols: int = 8, size: float = 1.3):
+    """A labelled grid of images: N x 3 x H x W (uint8 0..255 or float 0..1); returns (figure, axes)."""
+    images = torch.as_tensor(images).detach().cpu()
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"show_images expects N x 3 x H x W (or N x 1 x H x W) images, got shape "
+                         f"{tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i].permute(1, 2, 0).clamp(0, 1).squeeze(-1).numpy())
+            if labels is not None:
+                label = int(labels[i])
+                ax.set_title(classes[label] if classes is not None else str(label), fontsize=9)
+    fig.tight_layout()
+    return fig, axes
