@@ -116,6 +116,9 @@ def _download(root: Path) -> None:
     CIFAR10(str(root), train=True, download=True)
 
 
+_NOTED: set[Path] = set()
+
+
 class CIFAR10(Dataset):
     """CIFAR-10 from an official-layout `cifar-10-batches-py` folder, held in memory.
 
@@ -137,7 +140,8 @@ class CIFAR10(Dataset):
         self.targets = torch.tensor(labels, dtype=torch.int64)
         self.classes = list(CIFAR10_CLASSES)
         self.official_md5 = all(_md5(p) == OFFICIAL_MD5[p.name] for p in files)
-        if not self.official_md5:
+        if not self.official_md5 and folder not in _NOTED:  # say it once per folder, at INFO level
+            _NOTED.add(folder)
             log.info("%s: md5 sums differ from the official CIFAR-10 files (an offline copy?); read anyway",
                      folder)
 
