@@ -59,3 +59,316 @@ def show_images(images: torch.Tensor, labels=None, classes=None, ncols: int = 8,
                 ax.set_title(classes[label] if classes is not None else str(label), fontsize=9)
     fig.tight_layout()
     return fig, axes
+
+import io
+import math
+from typing import Callable, Sequence
+
+import torch.nn as nn
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .attention import SelfAttention, attention_map, capture_attention
+
+
+# --- attention weights of a model, with the size of the map each layer attended over --------------
+
+def collect_attention(model: nn.Module, images: torch.Tensor
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
+    """Run `model` on `images` and keep every attention layer's weights.
+
+    Returns (logits, weights, sizes): `weights[i]` is B x heads x HW x HW for the i-th `SelfAttention`
+    in forward order (row y*W + x = query pixel (y, x)), and `sizes[i]` is its map's (H, W), which
+    can be smaller than the image when the network downsamples before attending.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
+                         f"add a batch axis with images.unsqueeze(0) for one image")
+    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
+                         f"load a model built with attention=True")
+    sizes: list[tuple[int, int]] = []
+    hooks = [layer.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])))
+             for layer in layers]
+    try:
+        with torch.no_grad(), capture_attention(model) as weights:
+            logits = model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return logits, [w.cpu() for w in weights], sizes
+
+
+# --- between image pixels and attention-map pixels ------------------------------------------------
+
+def map_pixel(y: int, x: int, image_size: tuple[int, int], map_size: tuple[int, int]) -> tuple[int, int]:
+    """The attention-map pixel that covers image pixel (y, x): (y * map_H // image_H, x * map_W // image_W).
+
+    With a 32 x 32 image and an 8 x 8 map, image pixels 0..3 fall in map pixel 0, 4..7 in 1, and so on.
+    """
+    (ih, iw), (mh, mw) = image_size, map_size
+    if not (0 <= y < ih and 0 <= x < iw):
+        raise ValueError(f"image pixel (y={y}, x={x}) is outside the {ih}x{iw} image")
+    return y * mh // ih, x * mw // iw
+
+
+def map_cell(y: int, x: int, map_size: tuple[int, int], image_size: tuple[int, int]
+             ) -> tuple[float, float, float, float]:
+    """The image area that map pixel (y, x) covers: (top, left, height, width) in image pixels."""
+    (mh, mw), (ih, iw) = map_size, image_size
+    if not (0 <= y < mh and 0 <= x < mw):
+        raise ValueError(f"map pixel (y={y}, x={x}) is outside the {mh}x{mw} map")
+    return y * ih / mh, x * iw / mw, ih / mh, iw / mw
+
+
+def upsample_map(amap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """H x W map -> size[0] x size[1], nearest neighbour: each map pixel becomes the block it covers."""
+    if amap.dim() != 2:
+        raise ValueError(f"upsample_map expects one H x W map, got shape {tuple(amap.shape)}")
+    return torch.nn.functional.interpolate(amap[None, None].float(), size=size, mode="nearest")[0, 0]
+
+
+def to_display(image: torch.Tensor) -> np.ndarray:
+    """C x H x W image (uint8 0..255, or float in 0..1) -> H x W x 3 float array for `imshow`."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"to_display expects one C x H x W image with 1 or 3 channels, got {tuple(image.shape)}")
+    img = image.detach().cpu().float()
+    if image.dtype == torch.uint8:
+        img = img / 255
+    return img.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3).numpy()
+
+
+def overlay(image: np.ndarray, amap: torch.Tensor, alpha: float = 0.6, cmap: str = "inferno") -> np.ndarray:
+    """Blend an attention map (any H x W, upsampled to the image) over an H x W x 3 image in 0..1.
+
+    The map is scaled by its own maximum, so the most-attended pixel is brightest whatever the spread.
+    """
+    amap = upsample_map(amap, image.shape[:2])
+    amap = (amap / amap.max().clamp_min(1e-12)).numpy()
+    colour = plt.get_cmap(cmap)(amap)[..., :3]
+    return (1 - alpha) * image + alpha * colour
+
+
+# --- a summary statistic -------------------------------------------------------------------------
+
+def mean_attention_distance(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """How far each head looks: sum over keys of weight x distance(query, key), averaged over queries.
+
+    weights: (..., heads, HW, HW) for an H x W map; returns one value per head (averaged over any
+    leading batch axes), in map pixels. Uniform attention gives `uniform_attention_distance(H, W)`;
+    a head that only looks at its own pixel gives 0.
+    """
+    n = height * width
+    if weights.shape[-2:] != (n, n):
+        raise ValueError(f"expected weights ending in {n} x {n} for a {height}x{width} map, "
+                         f"got shape {tuple(weights.shape)}")
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    pos = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()  # HW x 2, row y*W + x
+    dist = torch.cdist(pos, pos)  # HW x HW, query x key
+    per_query = (weights.float() * dist).sum(-1)  # (..., heads, HW)
+    return per_query.mean(-1).reshape(-1, weights.shape[-3]).mean(0)
+
+
+def uniform_attention_distance(height: int, width: int) -> float:
+    """Mean attention distance of a head that spreads its weight evenly over all H*W pixels."""
+    uniform = torch.full((1, height * width, height * width), 1.0 / (height * width))
+    return float(mean_attention_distance(uniform, height, width)[0])
+
+
+# --- static pictures -----------------------------------------------------------------------------
+
+def plot_query(ax_image, ax_map, ax_overlay, image: torch.Tensor, weights: torch.Tensor,
+               y: int, x: int, map_size: tuple[int, int], title: str = "") -> None:
+    """Draw one query pixel three ways: the image with the pixel's cell marked, its H x W map, the overlay.
+
+    weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
+    """
+    amap = attention_map(weights, y, x, *map_size)
+    img = to_display(image)
+    top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
+    ax_image.imshow(img)
+    ax_image.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=2))
+    ax_image.set_title(title, fontsize=9)
+    ax_map.imshow(amap.numpy(), cmap="inferno")
+    ax_map.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
+    ax_map.set_title(f"map {map_size[0]}x{map_size[1]}, row {y * map_size[1] + x}", fontsize=9)
+    ax_overlay.imshow(overlay(img, amap))
+    ax_overlay.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=2))
+    ax_overlay.set_title("overlay", fontsize=9)
+    for ax in (ax_image, ax_map, ax_overlay):
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Sequence[tuple[int, int]],
+                        map_size: tuple[int, int], head: int = 0,
+                        row_titles: Sequence[str] | None = None) -> Figure:
+    """Static grid: one row per image, the image first, then the overlay for each query pixel.
+
+    images: B x C x H x W; weights: B x heads x HW x HW; pixels: query pixels (y, x) on the map.
+    Each query's cell is outlined in cyan.
+    """
+    b = images.shape[0]
+    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.6 * (len(pixels) + 1), 1.7 * b), squeeze=False)
+    for i in range(b):
+        img = to_display(images[i])
+        axes[i, 0].imshow(img)
+        axes[i, 0].set_title(row_titles[i] if row_titles else f"image {i}", fontsize=8)
+        for j, (y, x) in enumerate(pixels, start=1):
+            amap = attention_map(weights[i, head], y, x, *map_size)
+            top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
+            axes[i, j].imshow(overlay(img, amap))
+            axes[i, j].add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan",
+                                           linewidth=1.5))
+            if i == 0:
+                axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+# --- the interactive explorer --------------------------------------------------------------------
+
+class AttentionExplorer:
+    """Sliders over (image, query row, query column, head, layer) that redraw one figure in place.
+
+    The figure (image with the query cell marked, the H x W map, the overlay) is built once; a slider
+    move changes the plotted data with `set_data`, renders the figure to PNG and hands the bytes to an
+    `ipywidgets.Image`. `status` (an `ipywidgets.Label`) says what is shown, e.g.
+    "image 3, pixel (y=2, x=5), head 0, layer 0: cat (predicted cat)".
+
+    Query pixels are pixels of the attention map (0..H-1, 0..W-1 at the layer's resolution), so each
+    step of a slider selects a different row of the HW x HW matrix; the marked box on the image is
+    the patch of image pixels that map pixel covers.
+
+    Args:
+        model: a network with at least one `SelfAttention` layer (eval mode).
+        images: N x C x H x W images as the model takes them.
+        display_images: the same images for showing (uint8 or 0..1 floats); defaults to `images`.
+        labels: N true classes (ints) or None; class_names: names for the classes.
+    """
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, display_images: torch.Tensor | None = None,
+                 labels: Sequence[int] | torch.Tensor | None = None,
+                 class_names: Sequence[str] | None = None) -> None:
+        self.model, self.images = model, images
+        self.display_images = images if display_images is None else display_images
+        if len(self.display_images) != len(images):
+            raise ValueError(f"display_images has {len(self.display_images)} images but images has {len(images)}; "
+                             f"pass the same images twice (once prepared for the model, once for showing)")
+        self.labels = None if labels is None else [int(v) for v in labels]
+        self.class_names = list(class_names) if class_names is not None else None
+        self._cache: dict[int, tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
+        _, weights, self.sizes = self.attention(0)
+        self.heads = [w.shape[1] for w in weights]
+        self.figure = Figure(figsize=(7.5, 2.7), dpi=100)
+        self.axes = self.figure.subplots(1, 3)
+        self._artists: dict[str, object] | None = None
+        self.state: dict[str, int] = {}
+        self.status_text = ""
+
+    def attention(self, index: int) -> tuple[int, list[torch.Tensor], list[tuple[int, int]]]:
+        """(predicted class, per-layer heads x HW x HW weights, map sizes) for image `index` (cached)."""
+        if not 0 <= index < len(self.images):
+            raise ValueError(f"image index {index} is outside 0..{len(self.images) - 1}")
+        if index not in self._cache:
+            logits, weights, sizes = collect_attention(self.model, self.images[index:index + 1])
+            self._cache[index] = (int(logits.argmax(1)[0]), [w[0] for w in weights], sizes)
+        return self._cache[index]
+
+    def _name(self, cls: int) -> str:
+        return self.class_names[cls] if self.class_names else str(cls)
+
+    def query_map(self, index: int, y: int, x: int, head: int = 0, layer: int = 0) -> torch.Tensor:
+        """The H x W map shown for query pixel (y, x): row y*W + x of that image/layer/head's weights."""
+        _, weights, sizes = self.attention(index)
+        return attention_map(weights[layer][head], y, x, *sizes[layer])
+
+    def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0) -> bytes:
+        """Show image `index`, query map pixel (y, x), `head` of attention layer `layer`; returns the PNG."""
+        pred, weights, sizes = self.attention(index)
+        if not 0 <= layer < len(sizes):
+            raise ValueError(f"layer {layer} is outside 0..{len(sizes) - 1}")
+        if not 0 <= head < weights[layer].shape[0]:
+            raise ValueError(f"head {head} is outside 0..{weights[layer].shape[0] - 1}")
+        map_size = sizes[layer]
+        amap = self.query_map(index, y, x, head, layer)
+        img = to_display(self.display_images[index])
+        top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
+        blend = overlay(img, amap)
+        truth = f"true {self._name(self.labels[index])}, " if self.labels is not None else ""
+        ax_img, ax_map, ax_over = self.axes
+        if self._artists is None:  # first call: create the artists once
+            a = {"img": ax_img.imshow(img), "map": ax_map.imshow(amap.numpy(), cmap="inferno"),
+                 "over": ax_over.imshow(blend)}
+            a["box_img"] = ax_img.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
+            a["box_map"] = ax_map.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
+            a["box_over"] = ax_over.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
+            for ax in self.axes:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            self._artists = a
+        a = self._artists
+        a["img"].set_data(img)
+        a["over"].set_data(blend)
+        a["map"].set_data(amap.numpy())
+        a["map"].set_extent((-0.5, map_size[1] - 0.5, map_size[0] - 0.5, -0.5))
+        ax_map.set_xlim(-0.5, map_size[1] - 0.5)
+        ax_map.set_ylim(map_size[0] - 0.5, -0.5)
+        a["map"].set_clim(float(amap.min()), float(amap.max()))
+        for key in ("box_img", "box_over"):
+            a[key].set_xy((left - 0.5, top - 0.5))
+            a[key].set_width(w)
+            a[key].set_height(h)
+        a["box_map"].set_xy((x - 0.5, y - 0.5))
+        ax_img.set_title(f"image {index}: {truth}predicted {self._name(pred)}", fontsize=9)
+        ax_map.set_title(f"layer {layer} head {head}: {map_size[0]}x{map_size[1]} map, row {y * map_size[1] + x}",
+                         fontsize=9)
+        ax_over.set_title(f"max weight {float(amap.max()):.3f}", fontsize=9)
+        self.state = dict(index=index, y=y, x=x, head=head, layer=layer)
+        self.status_text = f"image {index}, pixel (y={y}, x={x}), head {head}, layer {layer}"
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png")
+        return buf.getvalue()
+
+    def widget(self):
+        """The sliders, a status line and the picture as one ipywidgets box (import ipywidgets lazily)."""
+        import ipywidgets as widgets
+
+        h, w = self.sizes[0]
+        style = {"description_width": "90px"}
+        layout = widgets.Layout(width="420px")
+        sliders = {"index": widgets.IntSlider(0, 0, len(self.images) - 1, description="image", style=style,
+                                              layout=layout),
+                   "y": widgets.IntSlider(h // 2, 0, h - 1, description="query row y", style=style, layout=layout),
+                   "x": widgets.IntSlider(w // 2, 0, w - 1, description="query col x", style=style, layout=layout)}
+        if max(self.heads) > 1:
+            sliders["head"] = widgets.IntSlider(0, 0, max(self.heads) - 1, description="head", style=style,
+                                                layout=layout)
+        if len(self.sizes) > 1:
+            sliders["layer"] = widgets.IntSlider(0, 0, len(self.sizes) - 1, description="layer", style=style,
+                                                 layout=layout)
+        picture = widgets.Image(format="png", layout=widgets.Layout(width="750px"))
+        status = widgets.Label()
+        errors = widgets.Output()  # exceptions inside callbacks would otherwise vanish
+
+        def redraw(_change=None) -> None:
+            with errors:
+                args = {k: s.value for k, s in sliders.items()}
+                layer = args.get("layer", 0)
+                mh, mw = self.sizes[layer]
+                sliders["y"].max, sliders["x"].max = mh - 1, mw - 1  # layers may attend at different sizes
+                if "head" in sliders:
+                    sliders["head"].max = self.heads[layer] - 1
+                args = {k: s.value for k, s in sliders.items()}
+                picture.value = self.update(**args)
+                status.value = self.status_text
+
+        for s in sliders.values():
+            s.observe(redraw, names="value")
+        redraw()
+        self.sliders, self.picture, self.status = sliders, picture, status
+        return widgets.VBox([*sliders.values(), status, picture, errors])
