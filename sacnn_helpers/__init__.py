@@ -11,5 +11,8 @@ from .training import (CheckpointError, get_device, is_smoke_run, load_checkpoin
 from .attention import attention_memory_table, channel_attention_scores, flash_attention_bytes
 from .exercises import check
 from .visualisation import show_heatmaps, show_images
+from .models import AttentionCNN
+from .training import (DATASETS, RECIPES, ImageData, Recipe, attention_gammas, augment, build_recipe_model,
+                       evaluate, get_recipe, load_dataset, prepare_data, register_dataset, register_recipe, train)
 
 __version__ = "0.1.0"
