@@ -1,0 +1,193 @@
+"""Training loop, recipes, augmentation and the CLI (fast: tiny synthetic data, one tiny CIFAR-10 run)."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import sacnn_helpers.training as training
+from sacnn_helpers import (AttentionCNN, CheckpointError, ImageData, Recipe, augment, get_recipe, load_model,
+                           prepare_data, register_dataset, register_recipe, train)
+from sacnn_helpers.data import CIFAR10NotFoundError, load_cifar10
+from sacnn_helpers.train import main
+
+
+@register_dataset("test-stripes")
+def stripes(data_dir=None) -> ImageData:
+    """Tiny learnable data: class 0 has a bright top half, class 1 a bright bottom half, plus noise
+    (top/bottom, not left/right: horizontal flips must not change the class)."""
+    g = torch.Generator().manual_seed(0)
+
+    def make(n):
+        labels = torch.randint(0, 2, (n,), generator=g)
+        x = torch.randint(0, 100, (n, 3, 8, 8), generator=g)
+        top = labels == 0
+        x[top, :, :4, :] += 120
+        x[~top, :, 4:, :] += 120
+        return x.to(torch.uint8), labels
+
+    tr, trl = make(96)
+    te, tel = make(32)
+    return ImageData(tr, trl, te, tel, classes=["top", "bottom"], source="synthetic")
+
+
+TINY = register_recipe(Recipe(name="tiny", dataset="test-stripes", model="AttentionCNN",
+                              model_config=dict(widths=[8, 8], attention_at=[1]), epochs=3, batch_size=16,
+                              lr=0.05, val_size=16, description="unit tests"))
+
+
+def tiny_run(seed=0, **kwargs):
+    data = prepare_data(stripes(), TINY)
+    torch.manual_seed(seed)
+    model = training.build_recipe_model(TINY, data)
+    return model, train(model, data, TINY, device="cpu", seed=seed, progress=False, **kwargs)
+
+
+# --- augmentation --------------------------------------------------------------------------------
+
+def test_augment_keeps_shape_and_dtype():
+    x = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    y = augment(x, translate=2, flip=True, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    assert not torch.equal(y, x)  # 5 images, some shifted or flipped
+    assert torch.equal(augment(x, translate=0, flip=False), x)
+
+
+def test_augment_shifts_by_at_most_translate_and_flips_exactly():
+    x = torch.zeros(200, 1, 9, 9, dtype=torch.uint8)
+    x[:, 0, 4, 4] = 255  # one bright pixel in the centre
+    y = augment(x, translate=2, flip=False, generator=torch.Generator().manual_seed(1))
+    pos = y.flatten(1).argmax(1)
+    rows, cols = pos // 9, pos % 9
+    assert (y.flatten(1).max(1).values == 255).all()  # a shift of <= 2 never loses the centre pixel
+    assert rows.min() == 2 and rows.max() == 6 and cols.min() == 2 and cols.max() == 6
+    x = torch.arange(4 * 4, dtype=torch.uint8).view(1, 1, 4, 4).repeat(100, 1, 1, 1)
+    y = augment(x, translate=0, flip=True, generator=torch.Generator().manual_seed(2))
+    flipped = (y == x.flip(-1)).flatten(1).all(1)
+    same = (y == x).flatten(1).all(1)
+    assert (flipped ^ same).all() and 20 < int(flipped.sum()) < 80
+
+
+# --- recipes and datasets --------------------------------------------------------------------------
+
+def test_recipes_are_keyed_by_dataset():
+    assert get_recipe("cpu").dataset == "cifar10" and get_recipe("smoke").epochs == 1
+    assert get_recipe("tiny", "test-stripes") is TINY
+    with pytest.raises(ValueError, match="recipes for 'cifar10': .*cpu"):
+        get_recipe("tiny")  # exists only for test-stripes
+    with pytest.raises(ValueError, match="unknown dataset"):
+        training.load_dataset("no-such-data")
+
+
+def test_learning_rate_rises_then_falls_to_zero():
+    lrs = [training.learning_rate(s, 100, 0.2, 0.2) for s in range(100)]
+    assert max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 19
+    assert lrs[0] < 0.02 and lrs[-1] < 0.003 and all(b <= a for a, b in zip(lrs[19:], lrs[20:]))
+
+
+def test_prepare_data_holds_out_a_fixed_validation_split():
+    data = prepare_data(stripes(), TINY)
+    again = prepare_data(stripes(), TINY)
+    assert len(data.val_labels) == 16 and len(data.train_labels) == 80
+    assert torch.equal(data.val_images, again.val_images)
+    both = torch.cat([data.train_images, data.val_images]).flatten(1)
+    assert len(torch.unique(both, dim=0)) == 96  # no image in both splits
+
+
+def test_attention_cnn_checks_its_arguments_and_records_gamma():
+    with pytest.raises(ValueError, match="only 2 stages"):
+        AttentionCNN(widths=[8, 8], attention_at=[3])
+    assert training.attention_gammas(AttentionCNN(widths=[8, 8], attention_at=[1, 2])) == {
+        "features.7": 0.0, "features.15": 0.0}
+    assert training.attention_gammas(AttentionCNN(widths=[8, 8], attention=False)) == {}
+
+
+# --- the loop: learning, checkpoints, resuming --------------------------------------------------------
+
+def test_training_learns_and_logs_every_epoch():
+    _, result = tiny_run()
+    assert result["test_accuracy"] > 0.8  # the stripes are easy; chance is 0.5
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
+    assert all(set(h["gammas"]) == {"features.7"} for h in result["history"])
+    assert result["history"][-1]["gammas"]["features.7"] != 0.0  # gamma has been trained
+
+
+def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path, monkeypatch):
+    full_model, full = tiny_run(checkpoint=tmp_path / "full.pt")
+    real_save = training.save_checkpoint
+
+    def save_then_crash(path, model, **meta):
+        real_save(path, model, **meta)
+        if meta["epoch"] == 2:
+            raise KeyboardInterrupt  # the learner pressed stop after epoch 2 was saved
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(checkpoint=tmp_path / "run.pt")
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    assert training.read_checkpoint(tmp_path / "run.pt")["meta"]["epoch"] == 2
+    model, resumed = tiny_run(checkpoint=tmp_path / "run.pt")
+    assert resumed["resumed_from"] == 2 and len(resumed["history"]) == 3
+    # shuffling and augmentation are seeded per epoch, so the resumed run ends where the unbroken one did
+    for a, b in zip(full_model.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_finished_checkpoint_is_reused_unless_forced(tmp_path):
+    path = tmp_path / "run.pt"
+    _, first = tiny_run(checkpoint=path)
+    _, again = tiny_run(checkpoint=path)
+    assert again["reused_checkpoint"] == str(path) and again["test_accuracy"] == first["test_accuracy"]
+    _, forced = tiny_run(checkpoint=path, force=True)
+    assert "reused_checkpoint" not in forced and forced["resumed_from"] == 0
+    with pytest.raises(CheckpointError, match="another run"):
+        tiny_run(seed=1, checkpoint=path)
+    model, meta = load_model(path)
+    assert type(model).__name__ == "AttentionCNN" and meta["finished"] and not model.training
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["--recipe", "nope"], "no recipe 'nope' for dataset 'cifar10'"),
+    (["--dataset", "nope"], "unknown --dataset 'nope'"),
+    (["--model", "Nope"], "unknown --model 'Nope'"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--seed", "x"], "invalid int value"),
+    (["--data-dir", "/no/such/folder"], "is not a folder"),
+])
+def test_cli_rejects_bad_flags_with_exit_code_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_missing_data_says_where_it_looked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--recipe", "smoke", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "CIFAR-10 not found" in err and str(tmp_path) in err
+
+
+def test_cli_smoke_run_writes_the_json_schema(tmp_path, capsys):
+    try:
+        load_cifar10(train=False, download=False)
+    except CIFAR10NotFoundError:
+        pytest.skip("CIFAR-10 is not in data/ (the CI script materialises it)")
+    out = tmp_path / "smoke.json"
+    assert main(["--recipe", "smoke", "--device", "cpu", "--quiet", "--out", str(out),
+                 "--checkpoint", str(tmp_path / "smoke.pt")]) == 0
+    result = json.loads(out.read_text())
+    for key, kind in [("model", str), ("dataset", str), ("recipe", str), ("device", str), ("epochs", int),
+                      ("seed", int), ("test_accuracy", float), ("train_seconds", float),
+                      ("images_per_second", float), ("history", list)]:
+        assert isinstance(result[key], kind), key
+    assert (result["model"], result["dataset"], result["recipe"], result["device"]) == (
+        "AttentionCNN", "cifar10", "smoke", "cpu")
+    assert 0 <= result["test_accuracy"] <= 1 and result["epochs"] == len(result["history"]) == 1
+    assert {"train_loss", "val_accuracy", "gammas"} <= set(result["history"][0])
+    assert "test accuracy" in capsys.readouterr().out
