@@ -460,6 +460,7 @@ def train(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | to
                   test_accuracy=test_acc, test_loss=test_loss, train_seconds=train_seconds,
                   images_per_second=n * len(history) / step_seconds_total,
                   train_images=n, val_images=len(data.val_labels), test_images=len(data.test_labels),
+                  data_source=data.source,
                   history=history, machine=_machine(), resumed_from=start_epoch)
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, identity=identity, epoch=epochs, history=history,
