@@ -61,8 +61,7 @@ def show_images(images: torch.Tensor, labels=None, classes=None, ncols: int = 8,
     return fig, axes
 
 import io
-import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch.nn as nn
 from matplotlib.figure import Figure
@@ -139,15 +138,23 @@ def to_display(image: torch.Tensor) -> np.ndarray:
     return img.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3).numpy()
 
 
-def overlay(image: np.ndarray, amap: torch.Tensor, alpha: float = 0.6, cmap: str = "inferno") -> np.ndarray:
-    """Blend an attention map (any H x W, upsampled to the image) over an H x W x 3 image in 0..1.
+def overlay(image: np.ndarray, amap: torch.Tensor, floor: float = 0.15) -> np.ndarray:
+    """Light the image where the map is high: an H x W x 3 image in 0..1 times the upsampled map.
 
-    The map is scaled by its own maximum, so the most-attended pixel is brightest whatever the spread.
+    The map is stretched from its own minimum to its own maximum: the most-attended pixel keeps its full
+    brightness, the least-attended keeps `floor` of it. That shows where a query looks even when its
+    weights are nearly uniform, so always print the range next to the picture (`weight_range`).
     """
     amap = upsample_map(amap, image.shape[:2])
-    amap = (amap / amap.max().clamp_min(1e-12)).numpy()
-    colour = plt.get_cmap(cmap)(amap)[..., :3]
-    return (1 - alpha) * image + alpha * colour
+    lo, hi = amap.min(), amap.max()
+    a = ((amap - lo) / (hi - lo).clamp_min(1e-12)).numpy()
+    return image * (floor + (1 - floor) * a[..., None])
+
+
+def weight_range(amap: torch.Tensor) -> str:
+    """'weights 0.8x..1.3x uniform': a map's smallest and largest weight relative to 1/(H*W)."""
+    n = amap.numel()
+    return f"weights {float(amap.min()) * n:.1f}x..{float(amap.max()) * n:.1f}x uniform"
 
 
 # --- a summary statistic -------------------------------------------------------------------------
@@ -192,10 +199,10 @@ def plot_query(ax_image, ax_map, ax_overlay, image: torch.Tensor, weights: torch
     ax_image.set_title(title, fontsize=9)
     ax_map.imshow(amap.numpy(), cmap="inferno")
     ax_map.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
-    ax_map.set_title(f"map {map_size[0]}x{map_size[1]}, row {y * map_size[1] + x}", fontsize=9)
+    ax_map.set_title(f"{map_size[0]}x{map_size[1]} map = row {y * map_size[1] + x}", fontsize=9)
     ax_overlay.imshow(overlay(img, amap))
     ax_overlay.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=2))
-    ax_overlay.set_title("overlay", fontsize=9)
+    ax_overlay.set_title(f"overlay (min..max stretched)\n{weight_range(amap)}", fontsize=9)
     for ax in (ax_image, ax_map, ax_overlay):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -207,7 +214,8 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
     """Static grid: one row per image, the image first, then the overlay for each query pixel.
 
     images: B x C x H x W; weights: B x heads x HW x HW; pixels: query pixels (y, x) on the map.
-    Each query's cell is outlined in cyan.
+    Each query's cell is outlined in cyan; under each overlay, its smallest..largest weight relative to
+    uniform attention (the overlay stretches that range, see `overlay`).
     """
     b = images.shape[0]
     fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.6 * (len(pixels) + 1), 1.7 * b), squeeze=False)
@@ -221,6 +229,9 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
             axes[i, j].imshow(overlay(img, amap))
             axes[i, j].add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan",
                                            linewidth=1.5))
+            n = amap.numel()
+            axes[i, j].set_xlabel(f"{float(amap.min()) * n:.1f}x..{float(amap.max()) * n:.1f}x", fontsize=7,
+                                  labelpad=1)
             if i == 0:
                 axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=8)
     for ax in axes.flat:
@@ -263,9 +274,10 @@ class AttentionExplorer:
         self.class_names = list(class_names) if class_names is not None else None
         self._cache: dict[int, tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
         _, weights, self.sizes = self.attention(0)
-        self.heads = [w.shape[1] for w in weights]
-        self.figure = Figure(figsize=(7.5, 2.7), dpi=100)
+        self.heads = [w.shape[0] for w in weights]  # per image: heads x HW x HW
+        self.figure = Figure(figsize=(7.5, 2.9), dpi=100)
         self.axes = self.figure.subplots(1, 3)
+        self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.06)
         self._artists: dict[str, object] | None = None
         self.state: dict[str, int] = {}
         self.status_text = ""
@@ -324,10 +336,10 @@ class AttentionExplorer:
             a[key].set_width(w)
             a[key].set_height(h)
         a["box_map"].set_xy((x - 0.5, y - 0.5))
-        ax_img.set_title(f"image {index}: {truth}predicted {self._name(pred)}", fontsize=9)
-        ax_map.set_title(f"layer {layer} head {head}: {map_size[0]}x{map_size[1]} map, row {y * map_size[1] + x}",
-                         fontsize=9)
-        ax_over.set_title(f"max weight {float(amap.max()):.3f}", fontsize=9)
+        ax_img.set_title(f"image {index}\n{truth}predicted {self._name(pred)}", fontsize=10)
+        ax_map.set_title(f"{map_size[0]}x{map_size[1]} map = row {y * map_size[1] + x}\n"
+                         f"(layer {layer}, head {head})", fontsize=10)
+        ax_over.set_title(f"overlay (min..max stretched)\n{weight_range(amap)}", fontsize=10)
         self.state = dict(index=index, y=y, x=x, head=head, layer=layer)
         self.status_text = f"image {index}, pixel (y={y}, x={x}), head {head}, layer {layer}"
         buf = io.BytesIO()

@@ -1,0 +1,169 @@
+"""The pictures of notebook 07 show the right row of the attention matrix, at the right place."""
+import pytest
+import torch
+
+from sacnn_helpers import CNNWithoutAttention, CNNWithSelfAttention, pixel_index, seed_everything
+from sacnn_helpers.models import AttentionCNN
+import numpy as np
+
+from sacnn_helpers.visualisation import (AttentionExplorer, collect_attention, map_cell, map_pixel,
+                                         mean_attention_distance, overlay, uniform_attention_distance,
+                                         upsample_map, weight_range)
+
+H = W = 8
+
+
+def planted_weights(heads: int = 1) -> torch.Tensor:
+    """heads x HW x HW weights whose row y*W + x is one-hot at pixel ((y + 3) % H, (2 * x + 1) % W)."""
+    w = torch.zeros(heads, H * W, H * W)
+    for y in range(H):
+        for x in range(W):
+            w[:, y * W + x, ((y + 3) % H) * W + (2 * x + 1) % W] = 1.0
+    return w
+
+
+def small_explorer(heads: int = 1) -> AttentionExplorer:
+    seed_everything(0)
+    model = AttentionCNN(widths=[8, 16], attention_at=[2], heads=heads).eval()  # 32 -> 16 -> 8: an 8x8 map
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    return AttentionExplorer(model, images.float() / 255, display_images=images, labels=[0, 1, 2],
+                             class_names=[f"class{i}" for i in range(10)])
+
+
+@pytest.mark.parametrize("y, x", [(2, 5), (5, 2), (0, 7), (7, 0), (3, 3)])
+def test_displayed_map_is_the_query_pixels_row(y, x):
+    explorer = small_explorer()
+    pred, _, sizes = explorer.attention(0)
+    assert sizes == [(H, W)]
+    explorer._cache[0] = (pred, [planted_weights()], sizes)  # plant known weights for image 0
+    explorer.update(0, y, x)
+    shown = torch.as_tensor(explorer._artists["map"].get_array())  # what the figure draws
+    expected = torch.zeros(H, W)
+    expected[(y + 3) % H, (2 * x + 1) % W] = 1.0
+    assert torch.equal(shown.float(), expected)
+    assert torch.equal(explorer.query_map(0, y, x), expected)
+    # The tutorial's x*y picks another pixel's row (for these pixels), so it would show another map.
+    wrong = planted_weights()[0, x * y].reshape(H, W)
+    assert x * y != pixel_index(y, x, W)
+    assert not torch.equal(wrong, expected)
+    assert explorer.status_text == f"image 0, pixel (y={y}, x={x}), head 0, layer 0"
+
+
+def test_each_head_shows_its_own_weights():
+    explorer = small_explorer(heads=2)
+    pred, weights, sizes = explorer.attention(1)
+    planted = planted_weights(heads=2)
+    planted[1] = planted[1].flip(-1)  # head 1 looks elsewhere
+    explorer._cache[1] = (pred, [planted], sizes)
+    m0, m1 = explorer.query_map(1, 2, 5, head=0), explorer.query_map(1, 2, 5, head=1)
+    assert torch.equal(m0, planted[0, 2 * W + 5].reshape(H, W))
+    assert torch.equal(m1, planted[1, 2 * W + 5].reshape(H, W))
+    assert not torch.equal(m0, m1)
+
+
+def test_update_redraws_in_place_and_the_picture_changes():
+    explorer = small_explorer()
+    first = explorer.update(0, 1, 1)
+    image_artist = explorer._artists["img"]
+    second = explorer.update(0, 6, 1)
+    third = explorer.update(2, 6, 1)
+    assert explorer._artists["img"] is image_artist  # same artists, new data: no new figure
+    assert len(explorer.axes[0].images) == 1
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert first != second != third
+    assert explorer.status_text == "image 2, pixel (y=6, x=1), head 0, layer 0"
+
+
+def test_widget_sliders_drive_the_picture():
+    pytest.importorskip("ipywidgets")
+    explorer = small_explorer(heads=2)
+    box = explorer.widget()
+    assert set(explorer.sliders) == {"index", "y", "x", "head"}  # one layer: no layer slider
+    assert (explorer.sliders["y"].max, explorer.sliders["x"].max) == (H - 1, W - 1)
+    before = explorer.picture.value
+    explorer.sliders["x"].value = 0
+    assert explorer.picture.value != before
+    assert explorer.status.value == f"image 0, pixel (y={H // 2}, x=0), head 0, layer 0"
+    explorer.sliders["head"].value = 1
+    assert explorer.status.value.endswith("head 1, layer 0")
+    assert len(box.children) == 4 + 3
+    single = small_explorer(heads=1)
+    single.widget()
+    assert set(single.sliders) == {"index", "y", "x"}  # one head, one layer: no head or layer slider
+
+
+def test_collect_attention_matches_the_model_and_reports_map_sizes():
+    seed_everything(0)
+    x = torch.randn(2, 3, 32, 32)
+    model = AttentionCNN(widths=[8, 16, 16], attention_at=[1, 3], heads=2).eval()
+    logits, weights, sizes = collect_attention(model, x)
+    assert sizes == [(16, 16), (4, 4)]
+    assert [tuple(w.shape) for w in weights] == [(2, 2, 256, 256), (2, 2, 16, 16)]
+    for w in weights:
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x))  # capturing changes nothing
+    full = CNNWithSelfAttention(image_size=8).eval()
+    _, weights, sizes = collect_attention(full, torch.randn(1, 3, 8, 8))
+    assert sizes == [(8, 8)] and weights[0].shape == (1, 1, 64, 64)
+
+
+def test_collect_attention_refuses_models_without_attention():
+    with pytest.raises(ValueError, match="no SelfAttention layer"):
+        collect_attention(CNNWithoutAttention(image_size=8), torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="B x C x H x W"):
+        collect_attention(AttentionCNN(), torch.randn(3, 32, 32))
+
+
+def test_image_and_map_pixels():
+    assert map_pixel(0, 3, (32, 32), (8, 8)) == (0, 0)
+    assert map_pixel(5, 30, (32, 32), (8, 8)) == (1, 7)
+    assert map_pixel(31, 31, (32, 32), (8, 8)) == (7, 7)
+    assert map_pixel(13, 2, (32, 32), (32, 32)) == (13, 2)  # same resolution: unchanged
+    assert map_cell(1, 7, (8, 8), (32, 32)) == (4.0, 28.0, 4.0, 4.0)
+    for y in range(32):  # every image pixel lies inside the cell of its map pixel
+        my, mx = map_pixel(y, 31 - y, (32, 32), (8, 8))
+        top, left, h, w = map_cell(my, mx, (8, 8), (32, 32))
+        assert top <= y < top + h and left <= 31 - y < left + w
+    with pytest.raises(ValueError, match="outside the 32x32 image"):
+        map_pixel(32, 0, (32, 32), (8, 8))
+    with pytest.raises(ValueError, match="outside the 8x8 map"):
+        map_cell(0, 8, (8, 8), (32, 32))
+
+
+def test_upsample_map_repeats_each_map_pixel_over_its_block():
+    amap = torch.arange(4.0).reshape(2, 2)
+    up = upsample_map(amap, (4, 4))
+    assert torch.equal(up, torch.tensor([[0., 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]))
+    with pytest.raises(ValueError, match="one H x W map"):
+        upsample_map(torch.ones(1, 2, 2), (4, 4))
+
+
+def test_mean_attention_distance():
+    n = H * W
+    assert mean_attention_distance(torch.eye(n)[None], H, W).tolist() == [0.0]  # each pixel looks at itself
+    # Every query looks at pixel (0, 0): the mean of the distances of all pixels to the corner.
+    corner = torch.zeros(1, n, n)
+    corner[..., 0] = 1
+    ys, xs = torch.meshgrid(torch.arange(float(H)), torch.arange(float(W)), indexing="ij")
+    expected = (ys ** 2 + xs ** 2).sqrt().mean()
+    torch.testing.assert_close(mean_attention_distance(corner, H, W)[0], expected)
+    # Two heads, batch of 3: one value per head.
+    both = torch.stack([torch.eye(n), corner[0]])[None].expand(3, 2, n, n)
+    torch.testing.assert_close(mean_attention_distance(both, H, W), torch.stack([torch.tensor(0.), expected]))
+    # Uniform attention: the mean distance between two random pixels (brute force).
+    pos = [(a, b) for a in range(H) for b in range(W)]
+    brute = sum(((a - c) ** 2 + (b - d) ** 2) ** 0.5 for a, b in pos for c, d in pos) / n ** 2
+    assert uniform_attention_distance(H, W) == pytest.approx(brute, rel=1e-5)
+    with pytest.raises(ValueError, match="64 x 64"):
+        mean_attention_distance(torch.ones(1, 10, 10), H, W)
+
+
+def test_overlay_lights_the_most_attended_block_and_says_the_range():
+    image = np.full((4, 4, 3), 0.5)
+    amap = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
+    out = overlay(image, amap, floor=0.2)
+    assert out.shape == (4, 4, 3)
+    np.testing.assert_allclose(out[2:, 2:], 0.5)  # the largest weight's block keeps its brightness
+    np.testing.assert_allclose(out[:2, :2], 0.1)  # the smallest weight's block keeps `floor` of it
+    assert weight_range(amap) == "weights 0.4x..1.6x uniform"
