@@ -8,7 +8,8 @@ from .models import MODELS, CNNWithoutAttention, CNNWithSelfAttention, build_mod
 from .training import (CheckpointError, get_device, is_smoke_run, load_checkpoint, load_model, read_checkpoint, save_checkpoint,
                        seed_everything)
 
-from .attention import attention_memory_table, channel_attention_scores, flash_attention_bytes
+from .attention import (attention_memory_table, channel_attention_scores, example_feature_map,
+                        example_qkv, flash_attention_bytes)
 from .exercises import check
 from .visualisation import show_heatmaps, show_images
 from .models import AttentionCNN
