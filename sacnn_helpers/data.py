@@ -187,3 +187,99 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
                 f"Download {CIFAR10_URL} and unpack it into {root}, or point the environment variable "
                 f"{DATA_DIR_ENV} (or root=...) at a folder that holds {CIFAR10_FOLDER}/") from error
     return CIFAR10(folder, train=train, transform=transform)
+
+
+# === A synthetic task that needs long-range attention (notebook 08) ================================
+
+# Eight colours far apart from each other (RGB 0..255); `make_long_range` uses the first `num_colours`.
+LONG_RANGE_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+                      (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
+LONG_RANGE_CLASSES = ["different", "same"]
+
+
+class LongRangeImages(Dataset):
+    """Images with two coloured square marks; label 1 if the marks have the same colour, else 0.
+
+    Attributes: `images` (N x 3 x H x W uint8), `targets` (N int64, 0 = different, 1 = same),
+    `marks` (N x 2 x 2 int64: for each mark the (y, x) of its top-left pixel), `colours` (N x 2 int64
+    indices into `LONG_RANGE_PALETTE`), `distances` (N int64: Chebyshev distance between the two marks'
+    top-left pixels, max(|dy|, |dx|)), `classes`, `params` (the arguments that made it), `source`.
+    Items are (3 x H x W float tensor in [0, 1], label), like `load_cifar10`'s.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, marks: torch.Tensor,
+                 colours: torch.Tensor, params: dict) -> None:
+        self.images, self.targets, self.marks, self.colours, self.params = images, targets, marks, colours, params
+        self.distances = (marks[:, 0] - marks[:, 1]).abs().amax(dim=1)
+        self.classes = list(LONG_RANGE_CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i].float() / 255, int(self.targets[i])
+
+    @property
+    def source(self) -> str:
+        p = self.params
+        return (f"{len(self)} synthetic long-range images generated in memory (seed {p['seed']}, "
+                f"{p['image_size']}x{p['image_size']}, {p['mark_size']}x{p['mark_size']} marks, "
+                f"distance {p['min_distance']}..{p['max_distance']}, {p['num_colours']} colours)")
+
+
+def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int = 2, min_distance: int = 6,
+                    max_distance: int | None = None, num_colours: int = 6, noise: int = 24) -> LongRangeImages:
+    """Generate the "same colour?" data set: two square marks at random positions, far apart.
+
+    Each image is a dark background (uniform noise 0..`noise` per pixel and channel) with two
+    `mark_size` x `mark_size` squares painted in palette colours. The label is 1 when the two colours
+    are the same, 0 when they differ; exactly half the images (n // 2 rounded up) are "same". The
+    marks' top-left pixels are `min_distance`..`max_distance` apart in Chebyshev distance
+    (max(|dy|, |dx|)); the pair of positions is drawn uniformly from all pairs that qualify. Marks
+    never overlap (the distance is at least `mark_size`).
+
+    Why it needs long range: a stack of L 3x3 convolutions (no pooling) sees a (2L+1)-pixel window,
+    so one unit sees pixels of both marks only if distance + mark_size <= 2L + 1. Beyond that, every
+    feature depends on one mark only, and a global average pool + linear head adds the two marks'
+    contributions: it cannot tell "same" from "different" (see notebook 08).
+
+    Deterministic: the same arguments give the same tensors (one `torch.Generator` seeded with `seed`).
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive number of images, got {n}")
+    if not 2 <= num_colours <= len(LONG_RANGE_PALETTE):
+        raise ValueError(f"num_colours must be 2..{len(LONG_RANGE_PALETTE)} (the palette's size), got {num_colours}")
+    if not 0 <= noise <= 255:
+        raise ValueError(f"noise is the background's largest value, 0..255; got {noise}")
+    if not 1 <= mark_size < image_size:
+        raise ValueError(f"mark_size must be 1..image_size-1 = {image_size - 1}, got {mark_size}")
+    max_distance = image_size - mark_size if max_distance is None else max_distance
+    lo = max(min_distance, mark_size)
+    g = torch.Generator().manual_seed(seed)
+    side = image_size - mark_size + 1  # top-left positions per axis
+    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    positions = torch.stack([ys.flatten(), xs.flatten()], dim=1)  # P x 2
+    dist = (positions[:, None] - positions[None]).abs().amax(dim=-1)  # P x P
+    pairs = ((dist >= lo) & (dist <= max_distance)).nonzero()
+    if len(pairs) == 0:
+        raise ValueError(f"no two {mark_size}x{mark_size} marks fit {lo}..{max_distance} pixels apart in a "
+                         f"{image_size}x{image_size} image (the largest possible distance is "
+                         f"{image_size - mark_size}); lower min_distance or enlarge image_size")
+    pick = pairs[torch.randint(len(pairs), (n,), generator=g)]
+    marks = torch.stack([positions[pick[:, 0]], positions[pick[:, 1]]], dim=1)  # N x 2 x 2
+    targets = torch.randperm(n, generator=g) < (n + 1) // 2  # exactly ceil(n/2) "same", shuffled
+    first = torch.randint(num_colours, (n,), generator=g)
+    shift = torch.randint(1, num_colours, (n,), generator=g)  # a different colour, uniform over the others
+    colours = torch.stack([first, torch.where(targets, first, (first + shift) % num_colours)], dim=1)
+    images = (torch.randint(0, noise + 1, (n, 3, image_size, image_size), generator=g, dtype=torch.uint8)
+              if noise else torch.zeros(n, 3, image_size, image_size, dtype=torch.uint8))
+    palette = torch.tensor(LONG_RANGE_PALETTE, dtype=torch.uint8)
+    offsets = torch.arange(mark_size)
+    rows = torch.arange(n)[:, None, None]
+    for m in range(2):  # paint mark m of every image at once
+        yy = (marks[:, m, 0, None] + offsets)[:, :, None]  # N x s x 1
+        xx = (marks[:, m, 1, None] + offsets)[:, None, :]  # N x 1 x s
+        images.permute(0, 2, 3, 1)[rows, yy, xx] = palette[colours[:, m]][:, None, None, :]
+    params = dict(n=n, seed=seed, image_size=image_size, mark_size=mark_size, min_distance=lo,
+                  max_distance=max_distance, num_colours=num_colours, noise=noise)
+    return LongRangeImages(images, targets.long(), marks, colours, params)

@@ -484,3 +484,33 @@ def build_recipe_model(recipe: Recipe, data: ImageData | None = None, model: str
             config["in_channels"] = int(data.train_images.shape[1])
     config.update(overrides)
     return build_model(name, **config)
+
+
+# === The long-range "same colour?" task (notebook 08) ==============================================
+
+@register_dataset("long-range")
+def load_long_range_tensors(data_dir: str | os.PathLike | None = None, train_size: int = 10_000,
+                            test_size: int = 2_000, **params: Any) -> ImageData:
+    """The synthetic two-marks task (`make_long_range`), generated in memory; `data_dir` is not used.
+
+    Training images come from seed 0, test images from seed 1 (the same task, other images).
+    """
+    from .data import make_long_range
+    train = make_long_range(train_size, seed=0, **params)
+    test = make_long_range(test_size, seed=1, **params)
+    return ImageData(train.images, train.targets, test.images, test.targets, list(train.classes),
+                     source=f"{train.source}; test: {test.source}")
+
+
+register_recipe(Recipe(
+    name="cpu", dataset="long-range", model="LongRangeCNN",
+    model_config=dict(depth=3, width=32, attention_after=1),
+    epochs=3, batch_size=64, lr=0.05, label_smoothing=0.0, translate=0, flip=True, val_size=1000,
+    description="about a minute on a 2-core CPU: LongRangeCNN depth 3 (receptive field 7 px), "
+                "attention after block 1, 9,000 12x12 images, 3 epochs"))
+register_recipe(Recipe(
+    name="smoke", dataset="long-range", model="LongRangeCNN",
+    model_config=dict(depth=3, width=8, attention_after=1),
+    epochs=1, batch_size=64, lr=0.05, label_smoothing=0.0, translate=0, flip=True, val_size=200,
+    train_limit=512, test_limit=256,
+    description="seconds: a tiny subset for one epoch, to check that everything runs (CI)"))
