@@ -15,5 +15,7 @@ from .visualisation import show_heatmaps, show_images
 from .models import AttentionCNN
 from .training import (DATASETS, RECIPES, ImageData, Recipe, attention_gammas, augment, build_recipe_model,
                        evaluate, get_recipe, load_dataset, prepare_data, register_dataset, register_recipe, train)
+from .data import LONG_RANGE_PALETTE, LongRangeImages, make_long_range  # notebook 08
+from .models import LongRangeCNN  # notebook 08
 
 __version__ = "0.1.0"
