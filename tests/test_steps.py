@@ -67,3 +67,17 @@ def test_check_says_right_or_wrong(capsys, answer, expected, verdict):
     sh.check(answer, expected, name="ex")
     out = capsys.readouterr().out
     assert out.startswith("ex: ") and verdict in out
+
+
+def test_example_feature_map_and_qkv_are_deterministic_and_shaped():
+    image, feats = sh.example_feature_map()
+    image2, feats2 = sh.example_feature_map()
+    assert image.shape == (1, 3, 32, 32) and feats.shape == (1, 16, 32, 32)
+    assert torch.equal(feats, feats2) and 0 <= image.min() and image.max() <= 1
+    assert (feats >= 0).all()  # after the ReLU
+    q, k, v = sh.example_qkv(feats, qk_channels=4)
+    assert q.shape == k.shape == (1, 1024, 4) and v.shape == (1, 1024, 16)
+    q2, _, _ = sh.example_qkv(feats, qk_channels=4)
+    assert torch.equal(q, q2)
+    q3, _, _ = sh.example_qkv(feats, qk_channels=4, seed=7)
+    assert not torch.equal(q, q3)
