@@ -121,6 +121,10 @@ def test_sliders_redraw_the_attention_map(lab):
             page.goto(f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}")
             page.wait_for_function("() => window.jupyterapp?.shell?.currentWidget?.sessionContext"
                                    "?.session?.kernel?.status === 'idle'", timeout=30_000)
+            # Clear the stored outputs first, so everything waited for below comes from this run.
+            page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+            page.wait_for_function("() => !document.body.innerText.includes('uniform distance on 2x2:')",
+                                   timeout=10_000)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             # The last cell (exercise 4's check) prints this once everything above ran.
             page.get_by_text("uniform distance on 2x2:").wait_for(timeout=45_000)
