@@ -17,5 +17,8 @@ from .training import (DATASETS, RECIPES, ImageData, Recipe, attention_gammas, a
                        evaluate, get_recipe, load_dataset, prepare_data, register_dataset, register_recipe, train)
 from .data import LONG_RANGE_PALETTE, LongRangeImages, make_long_range  # notebook 08
 from .models import LongRangeCNN  # notebook 08
+from .visualisation import (AttentionExplorer, collect_attention, map_cell, map_pixel, mean_attention_distance,
+                            overlay, plot_attention_grid, plot_query, to_display, uniform_attention_distance,
+                            upsample_map, weight_range)  # notebook 07
 
 __version__ = "0.1.0"
