@@ -71,9 +71,9 @@ def main() -> None:
                    choices=["attention", "no-attention"])
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, per_variant = [], {}
     for variant in args.variants:
-        results = [run(variant, seed, args.recipe) for seed in args.seeds]
+        results = per_variant[variant] = [run(variant, seed, args.recipe) for seed in args.seeds]
         r0 = results[0]
         rows.append(f"| {variant} | {r0['parameters']:,} | {len(results)} ({', '.join(map(str, args.seeds))}) | "
                     f"{fmt([r['test_accuracy'] for r in results], 100, 2)} % | "
@@ -81,15 +81,20 @@ def main() -> None:
                     f"{fmt([r['images_per_second'] for r in results], 1, 0)} | "
                     f"{', '.join(f'{b:.1f}' for b in r0['benchmark']['load_average_before'])} |")
     bench = r0["benchmark"]
+    dates = [r["benchmark"]["date_utc"] for rs in per_variant.values() for r in rs]
+    source = next((r["data_source"] for rs in per_variant.values() for r in rs if "data_source" in r), "CIFAR-10").replace(str(ROOT) + "/", "")
     lines = [f"# `--recipe {args.recipe}` on this machine", "",
              f"CPU: {bench['cpu']}, {os.cpu_count()} cores, torch {r0['machine']['torch']} "
-             f"({r0['machine']['torch_threads']} threads); {bench['date_utc']} UTC; written by "
-             f"`benchmarks/cpu_recipe.py`. Test accuracy on the 10,000 official test images (flip-averaged "
-             f"logits); train seconds = training steps + per-epoch validation; images/s = training images "
+             f"({r0['machine']['torch_threads']} threads); runs from {min(dates)} to {max(dates)} UTC; written by "
+             f"`benchmarks/cpu_recipe.py`. Test accuracy on the 10,000 images of the official test split "
+             f"(flip-averaged logits; data: {source}); train seconds = training steps + per-epoch validation; images/s = training images "
              f"per second of training steps. The machine was shared with other jobs: the load average "
              f"(1, 5, 15 min) before each run is listed.", "",
              "| model | parameters | seeds | test accuracy | train time | images/s | load before |",
-             "|---|---|---|---|---|---|---|", *rows, ""]
+             "|---|---|---|---|---|---|---|", *rows, "",
+             "Per run (test accuracy, train seconds): " + "; ".join(
+                 f"{v} seed {r['seed']}: {100 * r['test_accuracy']:.2f} %, {r['train_seconds']:.0f} s"
+                 for v, rs in per_variant.items() for r in rs), ""]
     (ROOT / "benchmarks" / f"{args.recipe}_recipe.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
