@@ -14,7 +14,7 @@ from .exercises import check
 from .visualisation import show_heatmaps, show_images
 from .models import AttentionCNN
 from .training import (DATASETS, RECIPES, ImageData, Recipe, attention_gammas, augment, build_recipe_model,
-                       evaluate, get_recipe, load_dataset, prepare_data, register_dataset, register_recipe, train)
+                       evaluate, get_recipe, load_dataset, prepare_data, register_dataset, register_recipe, fit)
 from .data import LONG_RANGE_PALETTE, LongRangeImages, make_long_range  # notebook 08
 from .models import LongRangeCNN  # notebook 08
 from .visualisation import (AttentionExplorer, collect_attention, map_cell, map_pixel, mean_attention_distance,

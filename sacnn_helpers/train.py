@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .models import MODELS
 from .training import (DATASETS, RECIPES, CheckpointError, build_recipe_model, get_device, get_recipe,
-                       load_dataset, prepare_data, seed_everything, train)
+                       fit, load_dataset, prepare_data, seed_everything)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
-        result = train(model, data, recipe, device=device, seed=args.seed, checkpoint=args.checkpoint,
-                       force=args.force, progress=not args.quiet)
+        result = fit(model, data, recipe, device=device, seed=args.seed, checkpoint=args.checkpoint,
+                     force=args.force, progress=not args.quiet)
     except CheckpointError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     result["wall_seconds"] = time.perf_counter() - t0

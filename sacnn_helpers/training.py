@@ -355,10 +355,12 @@ def _machine() -> dict[str, Any]:
                 load_average=load)
 
 
-def train(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torch.device = "auto",
-          seed: int = 0, epochs: int | None = None, checkpoint: str | os.PathLike | None = None,
-          force: bool = False, progress: bool = True) -> dict[str, Any]:
+def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torch.device = "auto",
+        seed: int = 0, epochs: int | None = None, checkpoint: str | os.PathLike | None = None,
+        force: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train `model` on `data` (from `prepare_data`) with `recipe`; returns the result as a dict.
+
+    (Called `fit` because `sacnn_helpers.train` is the command-line module, `python -m sacnn_helpers.train`.)
 
     - One `tqdm.auto` bar per epoch shows loss and accuracy; `history` gets one entry per epoch with
       train/val loss and accuracy, the learning rate, seconds, images/s and every attention `gamma`.

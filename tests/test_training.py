@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import sacnn_helpers.training as training
-from sacnn_helpers import (AttentionCNN, CheckpointError, ImageData, Recipe, augment, get_recipe, load_model,
-                           prepare_data, register_dataset, register_recipe, train)
+from sacnn_helpers import (AttentionCNN, fit, CheckpointError, ImageData, Recipe, augment, get_recipe, load_model,
+                           prepare_data, register_dataset, register_recipe)
 from sacnn_helpers.data import CIFAR10NotFoundError, load_cifar10
 from sacnn_helpers.train import main
 
@@ -40,7 +40,7 @@ def tiny_run(seed=0, **kwargs):
     data = prepare_data(stripes(), TINY)
     torch.manual_seed(seed)
     model = training.build_recipe_model(TINY, data)
-    return model, train(model, data, TINY, device="cpu", seed=seed, progress=False, **kwargs)
+    return model, fit(model, data, TINY, device="cpu", seed=seed, progress=False, **kwargs)
 
 
 # --- augmentation --------------------------------------------------------------------------------
