@@ -475,6 +475,11 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
     return result
 
 
+# `sacnn_helpers.training.train` is the same function (its first name, used by notebook 07); from the package,
+# `sacnn_helpers.train` is the command-line module, so the package exports it as `fit`.
+train = fit
+
+
 def build_recipe_model(recipe: Recipe, data: ImageData | None = None, model: str | None = None,
                        **overrides: Any) -> nn.Module:
     """Build the recipe's model (or registered class `model`, with its defaults) sized for `data`."""
