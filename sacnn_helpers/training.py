@@ -1,4 +1,4 @@
-"""Device choice, seeding and checkpoints (the training loop builds on these)."""
+"""Training: device choice, seeding, checkpoints, dataset and recipe registries, augmentation, the loop `fit`."""
 from __future__ import annotations
 
 import math
@@ -473,11 +473,6 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
               file=sys.stderr)
     model.eval()
     return result
-
-
-# `sacnn_helpers.training.train` is the same function (its first name, used by notebook 07); from the package,
-# `sacnn_helpers.train` is the command-line module, so the package exports it as `fit`.
-train = fit
 
 
 def build_recipe_model(recipe: Recipe, data: ImageData | None = None, model: str | None = None,
