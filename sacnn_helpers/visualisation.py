@@ -163,14 +163,16 @@ def mean_attention_distance(weights: torch.Tensor, height: int, width: int) -> t
     """How far each head looks: sum over keys of weight x distance(query, key), averaged over queries.
 
     weights: (..., heads, HW, HW) for an H x W map; returns one value per head (averaged over any
-    leading batch axes), in map pixels. Uniform attention gives `uniform_attention_distance(H, W)`;
-    a head that only looks at its own pixel gives 0.
+    leading batch axes), in map pixels, on the weights' device. Uniform attention gives
+    `uniform_attention_distance(H, W)`; a head that only looks at its own pixel gives 0.
     """
     n = height * width
     if weights.shape[-2:] != (n, n):
         raise ValueError(f"expected weights ending in {n} x {n} for a {height}x{width} map, "
                          f"got shape {tuple(weights.shape)}")
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    device = weights.device  # CUDA weights get CUDA distances: no copy of the weights to the CPU
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
+                            indexing="ij")
     pos = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()  # HW x 2, row y*W + x
     dist = torch.cdist(pos, pos)  # HW x HW, query x key
     per_query = (weights.float() * dist).sum(-1)  # (..., heads, HW)

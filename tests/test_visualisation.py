@@ -167,3 +167,11 @@ def test_overlay_lights_the_most_attended_block_and_says_the_range():
     np.testing.assert_allclose(out[2:, 2:], 0.5)  # the largest weight's block keeps its brightness
     np.testing.assert_allclose(out[:2, :2], 0.1)  # the smallest weight's block keeps `floor` of it
     assert weight_range(amap) == "weights 0.4x..1.6x uniform"
+
+
+def test_mean_attention_distance_stays_on_the_weights_device():
+    """Positions and distances are built on the weights' device: meta weights give a meta result (with
+    positions made on the CPU, multiplying them with meta weights would raise)."""
+    weights = torch.empty(2, 3, H * W, H * W, device="meta")
+    distance = mean_attention_distance(weights, H, W)
+    assert distance.device.type == "meta" and distance.shape == (3,)
