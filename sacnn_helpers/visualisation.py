@@ -79,6 +79,10 @@ def collect_attention(model: nn.Module, images: torch.Tensor
     Returns (logits, weights, sizes): `weights[i]` is B x heads x HW x HW for the i-th `SelfAttention`
     in forward order (row y*W + x = query pixel (y, x)), and `sizes[i]` is its map's (H, W), which
     can be smaller than the image when the network downsamples before attending.
+
+    `images` are moved to the model's device; the weights come back on the CPU. The model runs in eval
+    mode (BatchNorm uses, and never updates, its running statistics); each module's training mode is
+    restored afterwards.
     """
     if images.dim() != 4:
         raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
@@ -90,12 +94,16 @@ def collect_attention(model: nn.Module, images: torch.Tensor
     sizes: list[tuple[int, int]] = []
     hooks = [layer.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])))
              for layer in layers]
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
     try:
         with torch.no_grad(), capture_attention(model) as weights:
-            logits = model(images)
+            logits = model(images.to(next(model.parameters()).device))
     finally:
         for hook in hooks:
             hook.remove()
+        for module, training in modes.items():
+            module.training = training
     return logits, [w.cpu() for w in weights], sizes
 
 

@@ -175,3 +175,16 @@ def test_mean_attention_distance_stays_on_the_weights_device():
     weights = torch.empty(2, 3, H * W, H * W, device="meta")
     distance = mean_attention_distance(weights, H, W)
     assert distance.device.type == "meta" and distance.shape == (3,)
+
+
+def test_collect_attention_runs_in_eval_mode_and_restores_train_mode():
+    seed_everything(0)
+    model = AttentionCNN(widths=[8, 16], attention_at=[2]).train()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone(), int(bn.num_batches_tracked)
+    x = torch.randn(4, 3, 32, 32) * 3 + 1  # far from the running statistics (mean 0, var 1)
+    logits, _, _ = collect_attention(model, x)
+    assert torch.equal(bn.running_mean, before[0]) and int(bn.num_batches_tracked) == before[1]
+    assert model.training and all(m.training for m in model.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model.eval()(x))  # the eval-mode output
