@@ -50,6 +50,13 @@ class CNNWithSelfAttention(nn.Module):
         self.fc = nn.Linear(128 * image_size * image_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.config["image_size"]
+        if tuple(x.shape[-2:]) != (size, size):
+            h, w = x.shape[-2:]
+            fix = (f"build it with image_size={h}" if h == w else
+                   f"it takes square images only: resize or crop them to {size}x{size}")
+            raise ValueError(f"{type(self).__name__} was built for {size}x{size} images (image_size={size} sets "
+                             f"the width of its Linear layer), got {h}x{w} in shape {tuple(x.shape)}; {fix}")
         x = torch.relu(self.conv1(x))
         x = self.attention(x)
         x = torch.relu(self.conv2(x))

@@ -1,6 +1,7 @@
 """Training: device choice, seeding, checkpoints, dataset and recipe registries, augmentation, the loop `fit`."""
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import pickle
@@ -17,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import build_model
+from .models import MODELS, build_model
 
 CHECKPOINT_FORMAT = "sacnn-checkpoint-v1"
 SMOKE_ENV = "SACNN_SMOKE"
@@ -477,13 +478,22 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
 
 def build_recipe_model(recipe: Recipe, data: ImageData | None = None, model: str | None = None,
                        **overrides: Any) -> nn.Module:
-    """Build the recipe's model (or registered class `model`, with its defaults) sized for `data`."""
+    """Build the recipe's model (or registered class `model`, with its defaults) sized for `data`.
+
+    With `data`: `num_classes` is set from its classes, and `image_size` from its (square) images when the
+    model's constructor takes an `image_size` argument (`CNNWithSelfAttention`'s Linear layer depends on it).
+    `overrides` win over both.
+    """
     name = model or recipe.model
     config = dict(recipe.model_config) if name == recipe.model else {}
     if data is not None:
         config.setdefault("num_classes", len(data.classes))
         if name == recipe.model and "in_channels" not in config and data.train_images.shape[1] != 3:
             config["in_channels"] = int(data.train_images.shape[1])
+        height, width = data.train_images.shape[-2:]
+        if (name in MODELS and "image_size" in inspect.signature(MODELS[name]).parameters
+                and "image_size" not in config and height == width):
+            config["image_size"] = int(height)
     config.update(overrides)
     return build_model(name, **config)
 

@@ -164,6 +164,16 @@ def test_bad_shapes_say_what_was_expected(bad, expected):
     assert str(tuple(bad.shape)) in str(err.value)
 
 
+@pytest.mark.parametrize("side", [12, 8])
+def test_tutorial_cnn_refuses_images_of_another_size(side):
+    model = CNNWithSelfAttention(image_size=side)
+    with pytest.raises(ValueError, match=rf"built for {side}x{side} images.*got 32x32.*image_size=32"):
+        model(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"got 32x16 .*square images only"):
+        model(torch.randn(1, 3, 32, 16))
+    assert model(torch.randn(2, 3, side, side)).shape == (2, 10)
+
+
 def test_heads_must_divide_channels():
     with pytest.raises(ValueError, match="divisible by heads"):
         SelfAttention(10, heads=4)

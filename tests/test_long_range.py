@@ -95,3 +95,19 @@ def test_cli_smoke_run(tmp_path):
     out = tmp_path / "r.json"
     assert main(["--dataset", "long-range", "--recipe", "smoke", "--quiet", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_tutorial_cnn_is_built_for_the_long_range_image_size(tmp_path):
+    """CNNWithSelfAttention's Linear layer depends on the image size: 12x12 here, not the default 32x32."""
+    from sacnn_helpers.train import main
+    recipe = get_recipe("smoke", "long-range")
+    data = prepare_data(load_dataset("long-range"), recipe)
+    model = build_recipe_model(recipe, data, "CNNWithSelfAttention")
+    assert model.config["image_size"] == 12 and model.config["num_classes"] == 2
+    assert model(data.train_images[:2].float()).shape == (2, 2)
+    assert build_recipe_model(recipe, data, "CNNWithoutAttention").config["image_size"] == 12
+    assert build_recipe_model(recipe, data, "CNNWithSelfAttention", image_size=16).config["image_size"] == 16
+    out = tmp_path / "r.json"
+    assert main(["--dataset", "long-range", "--recipe", "smoke", "--model", "CNNWithSelfAttention",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert out.is_file()
