@@ -366,9 +366,9 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
     - One `tqdm.auto` bar per epoch shows loss and accuracy; `history` gets one entry per epoch with
       train/val loss and accuracy, the learning rate, seconds, images/s and every attention `gamma`.
     - The test set is evaluated once, after the last epoch.
-    - With `checkpoint`, the model, optimizer, schedule position, epoch and history are saved after every
-      epoch. An unfinished checkpoint is resumed from its last epoch; a finished one is loaded and its
-      result returned without training again, unless `force=True`.
+    - With `checkpoint`, the model, optimizer, epoch (which fixes the position in the learning-rate
+      schedule) and history are saved after every epoch. An unfinished checkpoint is resumed from its last
+      epoch; a finished one is loaded and its result returned without training again, unless `force=True`.
 
     Result keys: model, model_config, dataset, recipe, device, epochs, seed, test_accuracy (0..1),
     test_loss, train_seconds (training steps + validation, summed over epochs, this run and any resumed
@@ -408,10 +408,10 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
     train_images, train_labels = data.train_images.to(device), data.train_labels.to(device)
 
     for epoch in range(start_epoch, epochs):
-        # each epoch has its own generator, so a resumed run shuffles and augments exactly as an unbroken one
+        # each epoch has its own generator and reseeds the global RNG (dropout and other random layers), so
+        # a resumed run shuffles, augments and draws exactly as an unbroken one
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        if epoch == start_epoch:
-            torch.manual_seed(seed * 100_003 + epoch)
+        torch.manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=gen).to(device)
         model.train()
         t0 = time.perf_counter()
@@ -449,9 +449,7 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
         bar.close()
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, identity=identity, epoch=epoch + 1, history=history,
-                            optimizer=optimizer.state_dict(),
-                            schedule=dict(step=(epoch + 1) * steps_per_epoch, total_steps=total_steps),
-                            finished=False)
+                            optimizer=optimizer.state_dict(), finished=False)
 
     test_loss, test_acc = evaluate(model, data.test_images, data.test_labels, mean, std,
                                    flip=recipe.flip_test)
@@ -467,8 +465,7 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
                   history=history, machine=_machine(), resumed_from=start_epoch)
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, identity=identity, epoch=epochs, history=history,
-                        optimizer=optimizer.state_dict(),
-                        schedule=dict(step=total_steps, total_steps=total_steps), finished=True, result=result)
+                        optimizer=optimizer.state_dict(), finished=True, result=result)
     if progress:
         print(f"test accuracy {test_acc:.4f} after {epochs} epochs, {train_seconds:.0f} s of training",
               file=sys.stderr)

@@ -7,7 +7,7 @@ import torch
 
 import sacnn_helpers.training as training
 from sacnn_helpers import (AttentionCNN, fit, CheckpointError, ImageData, Recipe, augment, get_recipe, load_model,
-                           prepare_data, register_dataset, register_recipe)
+                           prepare_data, register_dataset, register_model, register_recipe)
 from sacnn_helpers.data import CIFAR10NotFoundError, load_cifar10
 from sacnn_helpers.train import main
 
@@ -36,11 +36,23 @@ TINY = register_recipe(Recipe(name="tiny", dataset="test-stripes", model="Attent
                               lr=0.05, val_size=16, description="unit tests"))
 
 
-def tiny_run(seed=0, **kwargs):
-    data = prepare_data(stripes(), TINY)
+@register_model
+class DropoutCNN(AttentionCNN):
+    """AttentionCNN with dropout before its head: a model that draws from the global RNG while training."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.amax(self.features(x), dim=(2, 3))
+        return self.head(torch.nn.functional.dropout(features, 0.5, self.training))
+
+
+TINY_DROPOUT = register_recipe(replace(TINY, name="tiny-dropout", model="DropoutCNN"))
+
+
+def tiny_run(seed=0, recipe=TINY, **kwargs):
+    data = prepare_data(stripes(), recipe)
     torch.manual_seed(seed)
-    model = training.build_recipe_model(TINY, data)
-    return model, fit(model, data, TINY, device="cpu", seed=seed, progress=False, **kwargs)
+    model = training.build_recipe_model(recipe, data)
+    return model, fit(model, data, recipe, device="cpu", seed=seed, progress=False, **kwargs)
 
 
 # --- augmentation --------------------------------------------------------------------------------
@@ -112,8 +124,9 @@ def test_training_learns_and_logs_every_epoch():
     assert result["history"][-1]["gammas"]["features.7"] != 0.0  # gamma has been trained
 
 
-def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path, monkeypatch):
-    full_model, full = tiny_run(checkpoint=tmp_path / "full.pt")
+@pytest.mark.parametrize("recipe", [TINY, TINY_DROPOUT], ids=["deterministic-model", "dropout-model"])
+def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path, monkeypatch, recipe):
+    full_model, full = tiny_run(recipe=recipe, checkpoint=tmp_path / "full.pt")
     real_save = training.save_checkpoint
 
     def save_then_crash(path, model, **meta):
@@ -123,12 +136,13 @@ def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        tiny_run(checkpoint=tmp_path / "run.pt")
+        tiny_run(recipe=recipe, checkpoint=tmp_path / "run.pt")
     monkeypatch.setattr(training, "save_checkpoint", real_save)
     assert training.read_checkpoint(tmp_path / "run.pt")["meta"]["epoch"] == 2
-    model, resumed = tiny_run(checkpoint=tmp_path / "run.pt")
+    model, resumed = tiny_run(recipe=recipe, checkpoint=tmp_path / "run.pt")
     assert resumed["resumed_from"] == 2 and len(resumed["history"]) == 3
-    # shuffling and augmentation are seeded per epoch, so the resumed run ends where the unbroken one did
+    # shuffling, augmentation and the global RNG (dropout) are seeded per epoch, so the resumed run ends
+    # where the unbroken one did
     for a, b in zip(full_model.state_dict().values(), model.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert resumed["test_accuracy"] == full["test_accuracy"]
