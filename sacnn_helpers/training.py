@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import os
 import pickle
@@ -11,7 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -327,12 +328,26 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                            lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of `model`'s first parameter (or buffer); the CPU for a model that has neither."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
-             std: torch.Tensor, batch_size: int = 500, flip: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in 0..1) of `model` on uint8 `images`; `flip` averages mirrored logits."""
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             mean: torch.Tensor | Sequence[float], std: torch.Tensor | Sequence[float], batch_size: int = 500,
+             flip: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in 0..1) of `model` on uint8 `images`; `flip` averages mirrored logits.
+
+    Runs in eval mode on the model's device (`images` and `labels` are moved there batch by batch).
+    `mean` and `std` are per-channel statistics in 0..255 units (like `ImageData.mean`), given as C x 1 x 1
+    tensors or as lists of C numbers.
+    """
     model.eval()
-    device = mean.device
+    device = _model_device(model)
+    mean, std = (torch.as_tensor(v, device=device).reshape(-1, 1, 1) for v in (mean, std))
     total_loss, correct = 0.0, 0
     for i in range(0, len(labels), batch_size):
         x = normalise(images[i:i + batch_size].to(device), mean, std).contiguous(

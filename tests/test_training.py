@@ -80,6 +80,41 @@ def test_augment_shifts_by_at_most_translate_and_flips_exactly():
     assert (flipped ^ same).all() and 20 < int(flipped.sum()) < 80
 
 
+# --- evaluation ----------------------------------------------------------------------------------
+
+class MirrorOdd(torch.nn.Module):
+    """logits = [odd + even, -odd]: `odd` changes sign under a horizontal flip, `even` (the mean) does not,
+    so averaging the logits of an image and its mirror gives exactly [even, 0]."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.ramp = torch.nn.Parameter(torch.arange(width) - (width - 1) / 2)  # antisymmetric in x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        odd, even = (x * self.ramp).sum((1, 2, 3)), x.mean((1, 2, 3))
+        return torch.stack([odd + even, -odd], dim=1)
+
+
+def test_evaluate_with_flip_averages_the_mirrored_logits():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (10, 1, 4, 4), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 2, (10,), generator=g)
+    model = MirrorOdd(4)
+    x = (images.float() - 100.0) / 50.0
+    with torch.no_grad():
+        plain = model(x)
+    averaged = torch.stack([x.mean((1, 2, 3)), torch.zeros(10)], dim=1)
+    for logits, flip in [(plain, False), (averaged, True)]:
+        loss, acc = training.evaluate(model, images, labels, [100.0], [50.0], batch_size=3, flip=flip)
+        assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+        assert acc == pytest.approx(float((logits.argmax(1) == labels).float().mean()))
+    # mean/std as C x 1 x 1 tensors (how fit passes them) give the same numbers as lists
+    as_tensors = training.evaluate(model, images, labels, torch.tensor([100.0]).view(1, 1, 1),
+                                   torch.tensor([50.0]).view(1, 1, 1), flip=True)
+    assert as_tensors == pytest.approx(training.evaluate(model, images, labels, [100.0], [50.0], flip=True))
+    assert training.evaluate(model, images, labels, [100.0], [50.0], flip=False) != as_tensors
+
+
 # --- recipes and datasets --------------------------------------------------------------------------
 
 def test_recipes_are_keyed_by_dataset():
