@@ -280,19 +280,24 @@ def augment(images: torch.Tensor, translate: int = 2, flip: bool = True,
     images: B x C x H x W (any dtype; uint8 stays uint8). Each image is zero-padded by `translate` and
     cropped back to H x W at a random offset (the classic "random crop with padding"), then mirrored
     with probability 1/2. Pure tensor ops, on whatever device `images` lives on.
+
+    The random offsets and flips are drawn from `generator` (the global CPU RNG when None) on the
+    generator's own device, then moved to the images' device: a CPU generator gives the same
+    augmentation whichever device the images are on, and a CUDA generator works too.
     """
     b, c, h, w = images.shape
     dev = images.device
+    draw = generator.device if generator is not None else torch.device("cpu")
     if translate > 0:
         padded = F.pad(images, (translate,) * 4)
-        dy = torch.randint(0, 2 * translate + 1, (b,), generator=generator).to(dev)
-        dx = torch.randint(0, 2 * translate + 1, (b,), generator=generator).to(dev)
+        dy = torch.randint(0, 2 * translate + 1, (b,), generator=generator, device=draw).to(dev)
+        dx = torch.randint(0, 2 * translate + 1, (b,), generator=generator, device=draw).to(dev)
         rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]  # B x H x 1
         cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]  # B x 1 x W
         # advanced indexing puts the broadcast B x H x W axes first: B x H x W x C -> B x C x H x W
         images = padded[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     if flip:
-        mirror = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        mirror = (torch.rand(b, generator=generator, device=draw) < 0.5).to(dev)
         images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
     return images.contiguous(memory_format=torch.channels_last)
 

@@ -80,6 +80,16 @@ def test_augment_shifts_by_at_most_translate_and_flips_exactly():
     assert (flipped ^ same).all() and 20 < int(flipped.sum()) < 80
 
 
+def test_augment_draws_on_the_generators_device_and_follows_the_images():
+    x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    on_cpu = augment(x, generator=torch.Generator().manual_seed(3))
+    on_meta = augment(x.to("meta"), generator=torch.Generator().manual_seed(3))  # CPU draws, meta images
+    assert on_meta.device.type == "meta" and on_meta.shape == on_cpu.shape and on_meta.dtype == torch.uint8
+    if torch.cuda.is_available():  # a CUDA generator draws on the GPU
+        y = augment(x.cuda(), generator=torch.Generator("cuda").manual_seed(3))
+        assert y.is_cuda and y.shape == x.shape
+
+
 # --- evaluation ----------------------------------------------------------------------------------
 
 class MirrorOdd(torch.nn.Module):
