@@ -130,9 +130,13 @@ def map_cell(y: int, x: int, map_size: tuple[int, int], image_size: tuple[int, i
 
 
 def upsample_map(amap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """H x W map -> size[0] x size[1], nearest neighbour: each map pixel becomes the block it covers."""
+    """H x W map -> size[0] x size[1], nearest neighbour: each map pixel becomes the block it covers.
+
+    For display: the result is a detached float32 map on the CPU, whatever device `amap` is on.
+    """
     if amap.dim() != 2:
         raise ValueError(f"upsample_map expects one H x W map, got shape {tuple(amap.shape)}")
+    amap = amap.detach().cpu()
     return torch.nn.functional.interpolate(amap[None, None].float(), size=size, mode="nearest")[0, 0]
 
 
@@ -157,6 +161,12 @@ def overlay(image: np.ndarray, amap: torch.Tensor, floor: float = 0.15) -> np.nd
     lo, hi = amap.min(), amap.max()
     a = ((amap - lo) / (hi - lo).clamp_min(1e-12)).numpy()
     return image * (floor + (1 - floor) * a[..., None])
+
+
+def _query_map(weights: torch.Tensor, y: int, x: int, map_size: tuple[int, int]) -> torch.Tensor:
+    """Query pixel (y, x)'s H x W map (`attention_map`) as a detached float32 map on the CPU, ready for
+    matplotlib: where the pictures take their maps, so weights on a GPU or with gradients can be drawn."""
+    return attention_map(weights.detach(), y, x, *map_size).float().cpu()
 
 
 def weight_range(amap: torch.Tensor) -> str:
@@ -201,7 +211,7 @@ def plot_query(ax_image, ax_map, ax_overlay, image: torch.Tensor, weights: torch
 
     weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
     """
-    amap = attention_map(weights, y, x, *map_size)
+    amap = _query_map(weights, y, x, map_size)
     img = to_display(image)
     top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
     ax_image.imshow(img)
@@ -234,7 +244,7 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
         axes[i, 0].imshow(img)
         axes[i, 0].set_title(row_titles[i] if row_titles else f"image {i}", fontsize=8)
         for j, (y, x) in enumerate(pixels, start=1):
-            amap = attention_map(weights[i, head], y, x, *map_size)
+            amap = _query_map(weights[i, head], y, x, map_size)
             top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
             axes[i, j].imshow(overlay(img, amap))
             axes[i, j].add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan",
@@ -307,7 +317,7 @@ class AttentionExplorer:
     def query_map(self, index: int, y: int, x: int, head: int = 0, layer: int = 0) -> torch.Tensor:
         """The H x W map shown for query pixel (y, x): row y*W + x of that image/layer/head's weights."""
         _, weights, sizes = self.attention(index)
-        return attention_map(weights[layer][head], y, x, *sizes[layer])
+        return _query_map(weights[layer][head], y, x, sizes[layer])
 
     def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0) -> bytes:
         """Show image `index`, query map pixel (y, x), `head` of attention layer `layer`; returns the PNG."""

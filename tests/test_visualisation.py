@@ -7,8 +7,8 @@ from sacnn_helpers.models import AttentionCNN
 import numpy as np
 
 from sacnn_helpers.visualisation import (AttentionExplorer, collect_attention, map_cell, map_pixel,
-                                         mean_attention_distance, overlay, uniform_attention_distance,
-                                         upsample_map, weight_range)
+                                         mean_attention_distance, overlay, plot_attention_grid, plot_query,
+                                         uniform_attention_distance, upsample_map, weight_range)
 
 H = W = 8
 
@@ -188,3 +188,22 @@ def test_collect_attention_runs_in_eval_mode_and_restores_train_mode():
     assert model.training and all(m.training for m in model.modules())
     with torch.no_grad():
         torch.testing.assert_close(logits, model.eval()(x))  # the eval-mode output
+
+
+def test_pictures_take_weights_straight_from_a_forward_pass():
+    """Weights that still carry gradients (or live on a GPU) are detached and moved to the CPU where the
+    map is taken; `.numpy()` on them would raise."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    weights = planted_weights(heads=2)[None].repeat(2, 1, 1, 1).requires_grad_()  # B x heads x HW x HW
+    images = torch.rand(2, 3, 32, 32)
+    fig = plot_attention_grid(images, weights, [(1, 2), (5, 6)], (H, W), head=1)
+    assert len(fig.axes) == 2 * 3
+    fig, axes = plt.subplots(1, 3)
+    plot_query(*axes, images[0], weights[0, 0], 2, 5, (H, W))
+    shown = torch.as_tensor(axes[1].images[0].get_array())
+    assert torch.equal(shown.float(), planted_weights()[0, 2 * W + 5].reshape(H, W))
+    assert overlay(np.ones((32, 32, 3)), weights[0, 0, :H, :W]).shape == (32, 32, 3)
+    assert not upsample_map(weights[0, 0, :2, :2], (4, 4)).requires_grad
+    plt.close("all")
