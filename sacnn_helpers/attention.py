@@ -225,6 +225,15 @@ def attention_memory_table(sizes: tuple[int, ...] = (8, 16, 32, 64), batch: int 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Draw from the CPU generator seeded with `seed` (as `torch.manual_seed(seed)` would), then give the
+    caller back its own CPU random state. GPU generators are neither seeded nor touched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
 def example_feature_map(index: int = 13, channels: int = 16, seed: int = 0
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """The notebooks' real feature map: CIFAR-10 test image `index` (13 is a horse), normalised with
@@ -232,12 +241,13 @@ def example_feature_map(index: int = 13, channels: int = 16, seed: int = 0
     over the image (each channel to mean 0, variance 1) and a ReLU.
 
     Returns (image 1 x 3 x 32 x 32 in [0, 1], features 1 x channels x 32 x 32), the same on every call.
+    The caller's random state is left as it was (the conv is drawn inside `_seeded`).
     """
     from .data import load_cifar10
     image = load_cifar10(train=False)[index][0].unsqueeze(0)
     mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    torch.manual_seed(seed)
-    conv = nn.Conv2d(3, channels, kernel_size=3, padding=1)
+    with _seeded(seed):
+        conv = nn.Conv2d(3, channels, kernel_size=3, padding=1)
     with torch.no_grad():
         features = F.relu(F.batch_norm(conv((image - mean) / std), None, None, training=True))
     return image, features
@@ -250,12 +260,13 @@ def example_qkv(features: torch.Tensor, qk_channels: int = 8, seed: int = 1, std
     features: B x C x H x W. Query/key convs map C -> `qk_channels`, the value conv keeps C. Their weights
     are drawn from N(0, std^2) (std 0.5 gives queries and keys with entries of order 1 on
     `example_feature_map`; PyTorch's default init is smaller and attends almost uniformly); biases keep
-    PyTorch's default init. Returns (Q, K, V) as B x HW x channels tokens.
+    PyTorch's default init. Returns (Q, K, V) as B x HW x channels tokens. The caller's random state is
+    left as it was.
     """
     c = features.shape[1]
-    torch.manual_seed(seed)
-    convs = [nn.Conv2d(c, qk_channels, 1), nn.Conv2d(c, qk_channels, 1), nn.Conv2d(c, c, 1)]
-    with torch.no_grad():
+    with _seeded(seed), torch.no_grad():
+        convs = [nn.Conv2d(c, qk_channels, 1), nn.Conv2d(c, qk_channels, 1), nn.Conv2d(c, c, 1)]
         for conv in convs:
             nn.init.normal_(conv.weight, std=std)
+    with torch.no_grad():
         return tuple(to_tokens(conv(features)) for conv in convs)

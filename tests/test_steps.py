@@ -81,3 +81,16 @@ def test_example_feature_map_and_qkv_are_deterministic_and_shaped():
     assert torch.equal(q, q2)
     q3, _, _ = sh.example_qkv(feats, qk_channels=4, seed=7)
     assert not torch.equal(q, q3)
+
+
+def test_examples_leave_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    _, feats = sh.example_feature_map()
+    sh.example_qkv(feats)
+    assert torch.equal(torch.rand(5), expected)  # as if the examples had not been called
+    if torch.cuda.is_available():
+        state = torch.cuda.get_rng_state()
+        sh.example_qkv(feats)
+        assert torch.equal(torch.cuda.get_rng_state(), state)
