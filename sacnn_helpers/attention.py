@@ -46,8 +46,15 @@ def from_tokens(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Scaled dot products: (..., N, d_k) x (..., M, d_k) -> (..., N, M), divided by sqrt(d_k)."""
-    return q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    """Scaled dot products Q Kᵀ / sqrt(d_k): (..., N, d_k) x (..., M, d_k) -> (..., N, M).
+
+    Computed as (Q / sqrt(d_k)) Kᵀ, the same numbers in exact arithmetic: scaling q before the product
+    keeps half-precision scores in range. In float16 (largest value 65504) the unscaled Q Kᵀ can overflow
+    to inf before any division could bring it back; scaled first, each sum is already sqrt(d_k) times
+    smaller.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    return (q * scale) @ k.transpose(-2, -1)
 
 
 def attention_weights(scores: torch.Tensor) -> torch.Tensor:

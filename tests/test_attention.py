@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from sacnn_helpers import (AttentionMemoryError, CNNWithoutAttention, CNNWithSelfAttention, SelfAttention,
-                           attention_map, capture_attention, from_tokens, pixel_index, to_tokens)
+                           attention_map, attention_scores, capture_attention, from_tokens, pixel_index, to_tokens)
 
 
 def make_layer(c=8, heads=1, qk=None, residual=True, gamma=0.5, seed=0):
@@ -63,6 +63,14 @@ def test_scores_are_scaled_by_sqrt_dk_per_head():
         k = layer.key(x).reshape(1, 2, 2, 6).transpose(-2, -1)
         by_hand = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(2), dim=-1)
     torch.testing.assert_close(weights, by_hand)
+
+
+def test_half_precision_scores_do_not_overflow():
+    """q.k = 256 * 30 * 30 = 230,400 is beyond float16's 65,504; scaled by 1/sqrt(256) first it is 14,400."""
+    q = torch.full((1, 4, 256), 30.0, dtype=torch.float16)
+    scores = attention_scores(q, q)
+    assert scores.dtype == torch.float16 and torch.isfinite(scores).all()
+    assert torch.equal(scores, torch.full((1, 4, 4), 14400.0, dtype=torch.float16))
 
 
 def test_attention_is_over_pixels_not_channels():
