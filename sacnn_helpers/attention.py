@@ -113,9 +113,10 @@ class SelfAttention(nn.Module):
             layer begins as the identity; if False, out = context (the tutorial's block, which
             replaces the conv features).
 
-    `forward(x)` uses `F.scaled_dot_product_attention` (flash-capable, never stores the HW x HW matrix);
-    `forward(x, return_attention=True)` takes an explicit path and also returns the weights,
-    B x heads x HW x HW, row y*W + x = query pixel (y, x), each row summing to 1.
+    `forward(x)` uses `F.scaled_dot_product_attention`: when a fused kernel (flash or memory-efficient)
+    is eligible for the device, dtype and shapes it avoids storing the HW x HW matrix; otherwise SDPA's
+    math fallback builds it. `forward(x, return_attention=True)` takes an explicit path and also returns
+    the weights, B x heads x HW x HW, row y*W + x = query pixel (y, x), each row summing to 1.
     """
 
     def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
@@ -161,7 +162,7 @@ class SelfAttention(nn.Module):
                     f"the explicit attention matrix for a batch of {b} at {h}x{w} pixels with {self.heads} "
                     f"head(s) needs about {need / 2**30:.1f} GiB (limit {MAX_EXPLICIT_ATTENTION_GIB} GiB): "
                     f"pass fewer images, downsample the map before attention, or call without "
-                    f"return_attention (the fused kernel never stores the matrix)")
+                    f"return_attention (a fused SDPA kernel, where one is eligible, does not store the matrix)")
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         if explicit:
             context, weights = scaled_dot_product_attention(q, k, v)

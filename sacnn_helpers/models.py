@@ -126,9 +126,9 @@ class LongRangeCNN(nn.Module):
     """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 08).
 
     `depth` blocks of conv 3x3 (padding 1) -> BatchNorm -> ReLU keep the image size; the attention layer
-    (residual, `gamma` starting at 0) follows block `attention_after`. The head averages each channel over
-    the whole map and applies one Linear layer, so without attention the output is a sum of local
-    features: each unit sees a (2 * depth + 1)-pixel square (`receptive_field`).
+    (residual, `gamma` starting at `gamma_init`, 1.0 by default) follows block `attention_after`. The head
+    averages each channel over the whole map and applies one Linear layer, so without attention the output
+    is a sum of local features: each unit sees a (2 * depth + 1)-pixel square (`receptive_field`).
 
     Args:
         num_classes: output classes (2 for the "same colour?" task).

@@ -294,7 +294,7 @@ class AttentionExplorer:
         self.class_names = list(class_names) if class_names is not None else None
         self._cache: dict[int, tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
         _, weights, self.sizes = self.attention(0)
-        self.heads = [w.shape[0] for w in weights]  # per image: heads x HW x HW
+        self.heads = [w.shape[0] for w in weights]  # per layer (weights of image 0: heads x HW x HW each)
         self.figure = Figure(figsize=(7.5, 2.9), dpi=100)
         self.axes = self.figure.subplots(1, 3)
         self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.06)
