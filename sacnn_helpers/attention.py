@@ -33,6 +33,9 @@ class AttentionMemoryError(MemoryError):
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
     """B x C x H x W feature map -> B x HW x C pixel tokens, pixel (y, x) at index y*W + x."""
+    if x.dim() != 4:
+        raise ValueError(f"to_tokens expects a 4-D B x C x H x W feature map, got {x.dim()}-D with shape "
+                         f"{tuple(x.shape)}; add a batch axis with x.unsqueeze(0) for one C x H x W map")
     b, c, h, w = x.shape
     return x.reshape(b, c, h * w).transpose(1, 2)
 
@@ -123,6 +126,9 @@ class SelfAttention(nn.Module):
                  residual: bool = True) -> None:
         super().__init__()
         qk_channels = in_channels if qk_channels is None else qk_channels
+        if heads < 1:
+            raise ValueError(f"heads must be >= 1 and divide in_channels={in_channels} and "
+                             f"qk_channels={qk_channels}, got heads={heads}; use heads=1 for one head")
         for name, value in (("in_channels", in_channels), ("qk_channels", qk_channels)):
             if value % heads:
                 raise ValueError(f"{name}={value} must be divisible by heads={heads}")

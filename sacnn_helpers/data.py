@@ -181,11 +181,16 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
                 error = e
         if not all(p.is_file() for p in needed):
             missing = ", ".join(p.name for p in needed if not p.is_file())
-            why = f"the download failed ({type(error).__name__}: {error})" if error else "download=False"
+            why = (f"the download failed ({type(error).__name__}: {error})" if error
+                   else "nothing was downloaded (download=False)")
+            fetch = ("" if error else "; or, with network access, call sacnn_helpers.load_cifar10(download=True) "
+                     "from Python, which downloads it through torchvision")
             raise CIFAR10NotFoundError(
-                f"CIFAR-10 not found: looked in {folder} (missing {missing}) and {why}. "
-                f"Download {CIFAR10_URL} and unpack it into {root}, or point the environment variable "
-                f"{DATA_DIR_ENV} (or root=...) at a folder that holds {CIFAR10_FOLDER}/") from error
+                f"CIFAR-10 not found: looked in {folder} (missing {missing}) and {why}. To get it: download "
+                f"{CIFAR10_URL} and unpack it into {root} (the archive holds {CIFAR10_FOLDER}/); or put an "
+                f"existing {CIFAR10_FOLDER}/ folder into a data folder and point the environment variable "
+                f"{DATA_DIR_ENV} (or root=..., or --data-dir of the training command) at that folder{fetch}"
+            ) from error
     return CIFAR10(folder, train=train, transform=transform)
 
 

@@ -285,6 +285,9 @@ class AttentionExplorer:
     def __init__(self, model: nn.Module, images: torch.Tensor, display_images: torch.Tensor | None = None,
                  labels: Sequence[int] | torch.Tensor | None = None,
                  class_names: Sequence[str] | None = None) -> None:
+        if len(images) == 0:
+            raise ValueError(f"AttentionExplorer needs at least one image, got an empty batch of shape "
+                             f"{tuple(images.shape)}; pass N x C x H x W images with N >= 1")
         self.model, self.images = model, images
         self.display_images = images if display_images is None else display_images
         if len(self.display_images) != len(images):

@@ -185,6 +185,13 @@ def test_tutorial_cnn_refuses_images_of_another_size(side):
 def test_heads_must_divide_channels():
     with pytest.raises(ValueError, match="divisible by heads"):
         SelfAttention(10, heads=4)
+    with pytest.raises(ValueError, match=r"heads must be >= 1 and divide in_channels=8.*got heads=0"):
+        SelfAttention(8, heads=0)
+
+
+def test_to_tokens_wants_a_batch_of_maps():
+    with pytest.raises(ValueError, match=r"B x C x H x W feature map, got 3-D with shape \(8, 4, 4\).*unsqueeze"):
+        to_tokens(torch.zeros(8, 4, 4))
 
 
 def test_huge_explicit_matrix_is_refused_with_an_estimate_before_allocating():

@@ -69,7 +69,8 @@ def test_no_data_without_download_names_folder_variable_and_url(tmp_path):
     with pytest.raises(CIFAR10NotFoundError) as err:
         load_cifar10(tmp_path / "empty", download=False)
     message = str(err.value)
-    for part in (str(tmp_path / "empty" / "cifar-10-batches-py"), "SACNN_DATA_DIR", CIFAR10_URL, "data_batch_1"):
+    for part in (str(tmp_path / "empty" / "cifar-10-batches-py"), "SACNN_DATA_DIR", CIFAR10_URL, "data_batch_1",
+                 f"unpack it into {tmp_path / 'empty'}", "load_cifar10(download=True)"):
         assert part in message
 
 
@@ -80,6 +81,7 @@ def test_no_data_and_no_network_says_so(tmp_path, monkeypatch):
     with pytest.raises(CIFAR10NotFoundError, match="download failed.*name resolution") as err:
         load_cifar10(tmp_path, download=True)
     assert CIFAR10_URL in str(err.value) and "SACNN_DATA_DIR" in str(err.value)
+    assert "download=True" not in str(err.value)  # it was tried: no point suggesting it
 
 
 def test_truncated_batch_names_the_file_and_what_to_do(tiny_cifar):

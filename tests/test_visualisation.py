@@ -108,6 +108,11 @@ def test_collect_attention_matches_the_model_and_reports_map_sizes():
     assert sizes == [(8, 8)] and weights[0].shape == (1, 1, 64, 64)
 
 
+def test_explorer_needs_an_image():
+    with pytest.raises(ValueError, match=r"needs at least one image.*\(0, 3, 32, 32\)"):
+        AttentionExplorer(AttentionCNN(widths=[8, 16]).eval(), torch.empty(0, 3, 32, 32))
+
+
 def test_collect_attention_refuses_models_without_attention():
     with pytest.raises(ValueError, match="no SelfAttention layer"):
         collect_attention(CNNWithoutAttention(image_size=8), torch.randn(1, 3, 8, 8))
