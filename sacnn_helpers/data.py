@@ -6,7 +6,7 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -209,11 +209,12 @@ class LongRangeImages(Dataset):
     `marks` (N x 2 x 2 int64: for each mark the (y, x) of its top-left pixel), `colours` (N x 2 int64
     indices into `LONG_RANGE_PALETTE`), `distances` (N int64: Chebyshev distance between the two marks'
     top-left pixels, max(|dy|, |dx|)), `classes`, `params` (the arguments that made it), `source`.
-    Items are (3 x H x W float tensor in [0, 1], label), like `load_cifar10`'s.
+    Items are (3 x H x W float tensor in [0, 1], label), like `load_cifar10`'s. Made by `make_long_range`;
+    the constructor takes the attributes of the same names and computes `distances` from `marks`.
     """
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, marks: torch.Tensor,
-                 colours: torch.Tensor, params: dict) -> None:
+                 colours: torch.Tensor, params: dict[str, Any]) -> None:
         self.images, self.targets, self.marks, self.colours, self.params = images, targets, marks, colours, params
         self.distances = (marks[:, 0] - marks[:, 1]).abs().amax(dim=1)
         self.classes = list(LONG_RANGE_CLASSES)
@@ -226,6 +227,7 @@ class LongRangeImages(Dataset):
 
     @property
     def source(self) -> str:
+        """One line saying how the images were made (seed, sizes, distances, colours), for a notebook to print."""
         p = self.params
         return (f"{len(self)} synthetic long-range images generated in memory (seed {p['seed']}, "
                 f"{p['image_size']}x{p['image_size']}, {p['mark_size']}x{p['mark_size']} marks, "

@@ -1,6 +1,8 @@
 """Convolutional networks with (and without) a self-attention layer."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -16,8 +18,8 @@ def register_model(cls: type[nn.Module]) -> type[nn.Module]:
     return cls
 
 
-def build_model(architecture: str, **config) -> nn.Module:
-    """Build a registered model from its class name and constructor arguments."""
+def build_model(architecture: str, **config: Any) -> nn.Module:
+    """Build a registered model from its class name (a key of `MODELS`) and constructor arguments."""
     if architecture not in MODELS:
         raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(MODELS))}")
     return MODELS[architecture](**config)

@@ -22,6 +22,7 @@ from .training import (DATASETS, RECIPES, CheckpointError, build_recipe_model, g
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's flags (--recipe, --dataset, --model, --seed, ...); recipes are listed in --help."""
     recipes = sorted({name for _, name in RECIPES})
     p = argparse.ArgumentParser(prog="python -m sacnn_helpers.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line with `argv` (default: sys.argv[1:]); returns 0 when done.
+
+    Bad flags and missing data exit through argparse with code 2 and a one-line message (SystemExit).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.dataset not in DATASETS:

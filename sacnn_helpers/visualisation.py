@@ -1,13 +1,27 @@
 """Pictures: heatmaps of attention weights, per-pixel attention maps, image grids."""
 from __future__ import annotations
 
+import io
+from typing import TYPE_CHECKING, Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn as nn
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .attention import SelfAttention, attention_map, capture_attention
+
+if TYPE_CHECKING:
+    import ipywidgets
 
 
-def show_heatmaps(matrices, xlabel: str = "keys", ylabel: str = "queries", titles=None,
-                  figsize: tuple[float, float] | None = None, cmap: str = "Reds", colorbar: bool = True):
+def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", ylabel: str = "queries",
+                  titles: Sequence[str] | Sequence[Sequence[str]] | None = None,
+                  figsize: tuple[float, float] | None = None, cmap: str = "Reds",
+                  colorbar: bool = True) -> tuple[Figure, np.ndarray]:
     """Draw a grid of heatmaps (after d2l's `show_heatmaps`); returns (figure, axes array).
 
     `matrices`: a tensor or array of shape (rows, cols, n, m), (cols, n, m) or (n, m); one panel per
@@ -40,8 +54,14 @@ def show_heatmaps(matrices, xlabel: str = "keys", ylabel: str = "queries", title
     return fig, axes
 
 
-def show_images(images: torch.Tensor, labels=None, classes=None, ncols: int = 8, size: float = 1.3):
-    """A labelled grid of images: N x 3 x H x W (uint8 0..255 or float 0..1); returns (figure, axes)."""
+def show_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,
+                classes: Sequence[str] | None = None, ncols: int = 8, size: float = 1.3
+                ) -> tuple[Figure, np.ndarray]:
+    """A labelled grid of images: N x 3 x H x W (uint8 0..255 or float 0..1); returns (figure, axes array).
+
+    `labels` (N class indices) titles each image, by name when `classes` is given; `ncols` images per row,
+    `size` inches per image.
+    """
     images = torch.as_tensor(images).detach().cpu()
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"show_images expects N x 3 x H x W (or N x 1 x H x W) images, got shape "
@@ -59,15 +79,6 @@ def show_images(images: torch.Tensor, labels=None, classes=None, ncols: int = 8,
                 ax.set_title(classes[label] if classes is not None else str(label), fontsize=9)
     fig.tight_layout()
     return fig, axes
-
-import io
-from typing import Sequence
-
-import torch.nn as nn
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-
-from .attention import SelfAttention, attention_map, capture_attention
 
 
 # --- attention weights of a model, with the size of the map each layer attended over --------------
@@ -205,11 +216,12 @@ def uniform_attention_distance(height: int, width: int) -> float:
 
 # --- static pictures -----------------------------------------------------------------------------
 
-def plot_query(ax_image, ax_map, ax_overlay, image: torch.Tensor, weights: torch.Tensor,
+def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tensor, weights: torch.Tensor,
                y: int, x: int, map_size: tuple[int, int], title: str = "") -> None:
     """Draw one query pixel three ways: the image with the pixel's cell marked, its H x W map, the overlay.
 
-    weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
+    ax_image, ax_map, ax_overlay: the three matplotlib axes to draw into (e.g. `plt.subplots(1, 3)[1]`).
+    image: C x H x W; weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
     """
     amap = _query_map(weights, y, x, map_size)
     img = to_display(image)
@@ -369,7 +381,7 @@ class AttentionExplorer:
         self.figure.savefig(buf, format="png")
         return buf.getvalue()
 
-    def widget(self):
+    def widget(self) -> ipywidgets.VBox:
         """The sliders, a status line and the picture as one ipywidgets box (import ipywidgets lazily)."""
         import ipywidgets as widgets
 
