@@ -1,5 +1,4 @@
 """Checkpoints: round trip, wrong files and architectures, planted pickles; device and seeding."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -50,18 +49,10 @@ def test_garbage_and_missing_files(tmp_path):
         load_checkpoint(tmp_path / "missing.pt", CNNWithSelfAttention())
 
 
-class Planted:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
-def test_booby_trapped_checkpoint_is_refused_and_nothing_runs(tmp_path):
+def test_booby_trapped_checkpoint_is_refused_and_nothing_runs(tmp_path, planted):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"format": "sacnn-checkpoint-v1", "state_dict": Planted(marker)}, path)
+    torch.save({"format": "sacnn-checkpoint-v1", "state_dict": planted(marker)}, path)
     with pytest.raises(CheckpointError, match="not loaded"):
         load_checkpoint(path, CNNWithSelfAttention())
     assert not marker.exists()

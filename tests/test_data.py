@@ -100,21 +100,11 @@ def test_wrong_contents_are_refused(tiny_cifar):
         read_batch(path)
 
 
-class Planted:
-    """A pickle that, when loaded by plain pickle.load, creates a file (it could as well run a shell)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
-def test_booby_trapped_batch_is_refused_and_nothing_runs(tiny_cifar):
+def test_booby_trapped_batch_is_refused_and_nothing_runs(tiny_cifar, planted):
     root, _ = tiny_cifar
     marker = root / "pwned"
     path = root / "cifar-10-batches-py" / "data_batch_1"
-    path.write_bytes(pickle.dumps({"data": Planted(marker), "labels": []}, protocol=2))
+    path.write_bytes(pickle.dumps({"data": planted(marker), "labels": []}, protocol=2))
     with pytest.raises(CorruptDataError, match="data_batch_1.*not loaded: refused to load global"):
         load_cifar10(root, download=False)
     assert not marker.exists()
