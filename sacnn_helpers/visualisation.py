@@ -261,9 +261,7 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
             axes[i, j].imshow(overlay(img, amap))
             axes[i, j].add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan",
                                            linewidth=1.5))
-            n = amap.numel()
-            axes[i, j].set_xlabel(f"{float(amap.min()) * n:.1f}x..{float(amap.max()) * n:.1f}x", fontsize=7,
-                                  labelpad=1)
+            axes[i, j].set_xlabel(weight_range(amap), fontsize=7, labelpad=1)
             if i == 0:
                 axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=8)
     for ax in axes.flat:

@@ -205,6 +205,7 @@ def test_pictures_take_weights_straight_from_a_forward_pass():
     images = torch.rand(2, 3, 32, 32)
     fig = plot_attention_grid(images, weights, [(1, 2), (5, 6)], (H, W), head=1)
     assert len(fig.axes) == 2 * 3
+    assert fig.axes[1].get_xlabel() == "weights 0.0x..64.0x uniform"  # one-hot rows: `weight_range` under each
     fig, axes = plt.subplots(1, 3)
     plot_query(*axes, images[0], weights[0, 0], 2, 5, (H, W))
     shown = torch.as_tensor(axes[1].images[0].get_array())
