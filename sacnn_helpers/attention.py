@@ -235,10 +235,6 @@ def attention_memory_table(sizes: tuple[int, ...] = (8, 16, 32, 64), batch: int 
                  flash_bytes=flash_attention_bytes(batch, heads, s, s, head_dim, dtype)) for s in sizes]
 
 
-# Per-channel mean and standard deviation of the CIFAR-10 training images (the usual normalisation).
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Draw from the CPU generator seeded with `seed` (as `torch.manual_seed(seed)` would), then give the
@@ -257,9 +253,11 @@ def example_feature_map(index: int = 13, channels: int = 16, seed: int = 0
     Returns (image 1 x 3 x 32 x 32 in [0, 1], features 1 x channels x 32 x 32), the same on every call.
     The caller's random state is left as it was (the conv is drawn inside `_seeded`).
     """
-    from .data import load_cifar10
+    from .data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
     image = load_cifar10(train=False)[index][0].unsqueeze(0)
-    mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    # the statistics are in 0..255 units, the image in 0..1 (divided in float64: exactly 0.4914, ...)
+    mean = torch.tensor([m / 255 for m in CIFAR10_MEAN]).view(1, 3, 1, 1)
+    std = torch.tensor([s / 255 for s in CIFAR10_STD]).view(1, 3, 1, 1)
     with _seeded(seed):
         conv = nn.Conv2d(3, channels, kernel_size=3, padding=1)
     with torch.no_grad():

@@ -20,6 +20,11 @@ DATA_DIR_ENV = "SACNN_DATA_DIR"
 REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
+# Per-channel mean and standard deviation of the CIFAR-10 training images in 0..255 units (the usual
+# 0.4914, 0.4822, 0.4465 and 0.2470, 0.2435, 0.2616 times 255; divide by 255 for images in 0..1).
+# Training normalises with them rounded to 0.1 (`training.load_cifar10_tensors`).
+CIFAR10_MEAN = (125.307, 122.961, 113.8575)
+CIFAR10_STD = (62.985, 62.0925, 66.708)
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 # md5 sums of the official download (as torchvision lists them); other sums are read all the same.

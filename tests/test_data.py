@@ -120,3 +120,11 @@ def test_real_cifar10_when_present():
     test = load_cifar10(train=False, download=False)
     assert len(test) == 10_000
     assert torch.bincount(test.targets).tolist() == [1000] * 10
+
+
+def test_one_set_of_cifar10_statistics_in_0_255_units(tiny_cifar):
+    assert [m / 255 for m in data.CIFAR10_MEAN] == [0.4914, 0.4822, 0.4465]  # what example_feature_map uses
+    assert [s / 255 for s in data.CIFAR10_STD] == [0.2470, 0.2435, 0.2616]
+    from sacnn_helpers.training import load_cifar10_tensors
+    loaded = load_cifar10_tensors(tiny_cifar[0])  # training: the same statistics rounded to 0.1
+    assert loaded.mean == [125.3, 123.0, 113.9] and loaded.std == [63.0, 62.1, 66.7]
