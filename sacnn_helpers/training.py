@@ -95,7 +95,12 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
     Raises `CheckpointError` for a file that is not our checkpoint or was saved from another
     architecture or configuration.
     """
-    blob = read_checkpoint(path)
+    return _load_blob(read_checkpoint(path), path, model)
+
+
+def _load_blob(blob: dict[str, Any], path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
+    """Load the weights of `blob` (from `read_checkpoint(path)`) into `model` after checking that its
+    architecture and config match; returns the saved `meta`. `path` is only named in errors."""
     arch, config = type(model).__name__, getattr(model, "config", {})
     if blob["architecture"] != arch or blob["config"] != config:
         raise CheckpointError(f"{path} holds a {blob['architecture']} with config {blob['config']}, "
@@ -112,7 +117,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     """Rebuild the model a checkpoint was saved from, load its weights; returns (model in eval mode, meta)."""
     blob = read_checkpoint(path)
     model = build_model(blob["architecture"], **blob["config"])
-    meta = load_checkpoint(path, model)
+    meta = _load_blob(blob, path, model)
     return model.to(device).eval(), meta
 
 

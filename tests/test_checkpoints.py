@@ -21,7 +21,18 @@ def test_round_trip_keeps_weights_and_meta(tmp_path):
         assert torch.equal(a, b), name
     rebuilt, meta = load_model(path)
     assert isinstance(rebuilt, CNNWithSelfAttention) and rebuilt.attention.heads == 2 and not rebuilt.training
+    assert meta["epoch"] == 3 and torch.equal(rebuilt.attention.gamma, model.attention.gamma)
     assert not list(tmp_path.glob("run/*.tmp"))  # the temporary file was renamed into place
+
+
+def test_load_model_reads_the_file_once(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, CNNWithSelfAttention(image_size=8))
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: loads.append(args[0]) or real_load(*args, **kwargs))
+    model, _ = load_model(path)
+    assert loads == [path] and model.config["image_size"] == 8
 
 
 def test_other_architecture_or_config_is_refused(tmp_path):
