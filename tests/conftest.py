@@ -19,3 +19,14 @@ class Planted:
 def planted() -> type[Planted]:
     """The `Planted` class: `planted(path)` is an object that creates `path` when unpickled unsafely."""
     return Planted
+
+
+@pytest.fixture
+def real_cifar10() -> Path:
+    """The real CIFAR-10 folder; skips the test when it is not there (the CI script materialises it)."""
+    from sacnn_helpers import data
+    folder = data.resolve_data_dir() / data.CIFAR10_FOLDER
+    if not (folder / "test_batch").is_file():
+        pytest.skip(f"no CIFAR-10 in {folder}: run `python ../shared/data/cifar10/materialize.py data/` "
+                    f"or download it to run the tests that need the real files")
+    return folder

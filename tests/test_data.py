@@ -112,11 +112,7 @@ def test_booby_trapped_batch_is_refused_and_nothing_runs(tiny_cifar, planted):
     assert marker.exists()
 
 
-def test_real_cifar10_when_present():
-    folder = data.resolve_data_dir() / data.CIFAR10_FOLDER
-    if not (folder / "test_batch").is_file():
-        pytest.skip(f"no CIFAR-10 in {folder}: run `python ../shared/data/cifar10/materialize.py data/` "
-                    f"or download it to test the reader on the real files")
+def test_real_cifar10_when_present(real_cifar10):
     test = load_cifar10(train=False, download=False)
     assert len(test) == 10_000
     assert torch.bincount(test.targets).tolist() == [1000] * 10

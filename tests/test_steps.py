@@ -69,7 +69,7 @@ def test_check_says_right_or_wrong(capsys, answer, expected, verdict):
     assert out.startswith("ex: ") and verdict in out
 
 
-def test_example_feature_map_and_qkv_are_deterministic_and_shaped():
+def test_example_feature_map_and_qkv_are_deterministic_and_shaped(real_cifar10):
     image, feats = sh.example_feature_map()
     image2, feats2 = sh.example_feature_map()
     assert image.shape == (1, 3, 32, 32) and feats.shape == (1, 16, 32, 32)
@@ -83,14 +83,23 @@ def test_example_feature_map_and_qkv_are_deterministic_and_shaped():
     assert not torch.equal(q, q3)
 
 
-def test_examples_leave_the_callers_random_state_alone():
+def test_example_qkv_leaves_the_callers_random_state_alone():
+    feats = torch.rand(1, 6, 4, 4)
     torch.manual_seed(123)
     expected = torch.rand(5)
     torch.manual_seed(123)
-    _, feats = sh.example_feature_map()
-    sh.example_qkv(feats)
-    assert torch.equal(torch.rand(5), expected)  # as if the examples had not been called
+    q, _, _ = sh.example_qkv(feats, qk_channels=2)
+    assert torch.equal(torch.rand(5), expected)  # as if example_qkv had not been called
+    assert torch.equal(sh.example_qkv(feats, qk_channels=2)[0], q)  # and it still gives the same tokens
     if torch.cuda.is_available():
         state = torch.cuda.get_rng_state()
         sh.example_qkv(feats)
         assert torch.equal(torch.cuda.get_rng_state(), state)
+
+
+def test_example_feature_map_leaves_the_callers_random_state_alone(real_cifar10):
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    sh.example_feature_map()
+    assert torch.equal(torch.rand(5), expected)
