@@ -73,12 +73,25 @@ def test_booby_trapped_checkpoint_is_refused_and_nothing_runs(tmp_path, planted)
 
 def test_device_choice():
     assert get_device("cpu") == torch.device("cpu")
-    assert get_device("auto").type in ("cuda", "mps", "cpu")
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    assert get_device("auto").type == expected
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         get_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA GPU"):
-            get_device("cuda")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
+                                                 (False, True, "mps"), (False, False, "cpu")])
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device("auto") == torch.device(expected)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so asking for it is no error")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'"):
+        get_device("cuda")
 
 
 def test_seeding_repeats_runs():
