@@ -1,11 +1,13 @@
 """The synthetic long-range task: generator, model and CLI registration (notebook 08)."""
+import json
+
 import pytest
 import torch
 
 from sacnn_helpers.data import LONG_RANGE_PALETTE, make_long_range
 from sacnn_helpers.models import LongRangeCNN, build_model
 from sacnn_helpers.train import build_parser
-from sacnn_helpers.training import DATASETS, build_recipe_model, get_recipe, load_dataset, prepare_data
+from sacnn_helpers.training import DATASETS, build_recipe_model, get_device, get_recipe, load_dataset, prepare_data
 
 
 def test_deterministic_per_seed():
@@ -93,8 +95,12 @@ def test_registered_for_the_cli():
 def test_cli_smoke_run(tmp_path):
     from sacnn_helpers.train import main
     out = tmp_path / "r.json"
-    assert main(["--dataset", "long-range", "--recipe", "smoke", "--quiet", "--out", str(out)]) == 0
-    assert out.is_file()
+    assert main(["--dataset", "long-range", "--recipe", "smoke", "--seed", "3", "--quiet", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["model"], result["dataset"], result["recipe"], result["device"], result["seed"]) == (
+        "LongRangeCNN", "long-range", "smoke", str(get_device("auto")), 3)
+    assert result["epochs"] == get_recipe("smoke", "long-range").epochs == len(result["history"])
+    assert 0 <= result["test_accuracy"] <= 1 and result["train_seconds"] > 0
 
 
 def test_tutorial_cnn_is_built_for_the_long_range_image_size(tmp_path):
