@@ -46,14 +46,23 @@ def run(variant: str, seed: int, recipe: str) -> dict:
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     result = json.loads(out.read_text())
-    if "reused_checkpoint" in result and "benchmark" in previous:  # keep the numbers of the run that trained
+    command = "python " + " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
+    if "reused_checkpoint" not in result:  # it trained now: record this machine's load and the date
+        result["benchmark"] = dict(command=command, load_average_before=list(load_before),
+                                   load_average_after=list(os.getloadavg()), cpu=cpu_model(),
+                                   date_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+    elif "benchmark" in previous:  # nothing trained now: keep the numbers of the run that trained
         result["benchmark"] = previous["benchmark"]
-    result.setdefault("benchmark", dict(command="python " + " ".join(cmd[1:]).replace(str(ROOT) + "/", ""),
-                                        load_average_before=list(load_before),
-                                        load_average_after=list(os.getloadavg()),
-                                        cpu=cpu_model(), date_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime())))
+    else:  # a finished checkpoint without a record of its training: say so, and claim no load or date
+        result["benchmark"] = dict(command=command, reused_checkpoint=True, load_average_before=None,
+                                   load_average_after=None, cpu=cpu_model(), date_utc=None)
     out.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def load_text(load: list[float] | None) -> str:
+    """'1.6, 2.1, 1.8', or 'unknown (reused checkpoint)' for a run reused without a record of its training."""
+    return "unknown (reused checkpoint)" if load is None else ", ".join(f"{b:.1f}" for b in load)
 
 
 def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -79,13 +88,14 @@ def main() -> None:
                     f"{fmt([r['test_accuracy'] for r in results], 100, 2)} % | "
                     f"{fmt([r['train_seconds'] for r in results], 1, 0)} s | "
                     f"{fmt([r['images_per_second'] for r in results], 1, 0)} | "
-                    f"{', '.join(f'{b:.1f}' for b in r0['benchmark']['load_average_before'])} |")
+                    f"{load_text(r0['benchmark']['load_average_before'])} |")
     bench = r0["benchmark"]
-    dates = [r["benchmark"]["date_utc"] for rs in per_variant.values() for r in rs]
+    dates = [r["benchmark"]["date_utc"] for rs in per_variant.values() for r in rs if r["benchmark"]["date_utc"]]
+    when = f"runs from {min(dates)} to {max(dates)} UTC" if dates else "run dates unknown (reused checkpoints)"
     source = next((r["data_source"] for rs in per_variant.values() for r in rs if "data_source" in r), "CIFAR-10").replace(str(ROOT) + "/", "")
     lines = [f"# `--recipe {args.recipe}` on this machine", "",
              f"CPU: {bench['cpu']}, {os.cpu_count()} cores, torch {r0['machine']['torch']} "
-             f"({r0['machine']['torch_threads']} threads); runs from {min(dates)} to {max(dates)} UTC; written by "
+             f"({r0['machine']['torch_threads']} threads); {when}; written by "
              f"`benchmarks/cpu_recipe.py`. Test accuracy on the 10,000 images of the official test split "
              f"(flip-averaged logits; data: {source}); train seconds = training steps + per-epoch validation; images/s = training images "
              f"per second of training steps. The machine was shared with other jobs: the load average "

@@ -28,7 +28,8 @@ def run(seed: int, attention: bool, recipe: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "sacnn_helpers.train", "--dataset", "long-range", "--recipe", recipe,
-               "--seed", str(seed), "--quiet", "--out", str(out)] + ([] if attention else ["--no-attention"])
+               "--seed", str(seed), "--device", "cpu", "--quiet", "--out", str(out)]
+        cmd += [] if attention else ["--no-attention"]
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
 
