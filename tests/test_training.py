@@ -206,6 +206,15 @@ def test_finished_checkpoint_is_reused_unless_forced(tmp_path):
     assert type(model).__name__ == "AttentionCNN" and meta["finished"] and not model.training
 
 
+def test_a_reworded_recipe_description_keeps_the_checkpoint_but_a_changed_setting_does_not(tmp_path):
+    path = tmp_path / "run.pt"
+    _, first = tiny_run(checkpoint=path)
+    _, again = tiny_run(recipe=replace(TINY, description="reworded"), checkpoint=path)
+    assert again["reused_checkpoint"] == str(path) and again["test_accuracy"] == first["test_accuracy"]
+    with pytest.raises(CheckpointError, match="another run"):
+        tiny_run(recipe=replace(TINY, lr=TINY.lr / 2), checkpoint=path)
+
+
 # --- the CLI ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
