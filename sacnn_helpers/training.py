@@ -254,7 +254,7 @@ register_recipe(Recipe(
     name="cpu", model="AttentionCNN",
     model_config=dict(widths=[32, 64, 128], attention_at=[2], heads=1),
     epochs=6, batch_size=256, lr=0.2,
-    description="5-7 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 6 epochs"))
+    description="5-8 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 6 epochs"))
 register_recipe(Recipe(
     name="smoke", model="AttentionCNN",
     model_config=dict(widths=[16, 32, 64], attention_at=[2], heads=1),
