@@ -1,9 +1,13 @@
 """Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place."""
 # attention: notebooks 01-04
-from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_map,
+from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_layers, attention_map,
                         attention_memory_table, attention_scores, attention_weights, capture_attention,
                         channel_attention_scores, example_feature_map, example_qkv, flash_attention_bytes,
-                        from_tokens, pixel_index, scaled_dot_product_attention, to_tokens)
+                        from_tokens, pixel_index, relative_position_index, scaled_dot_product_attention,
+                        to_tokens, uniform_attention)
+# analysis: what a map says (notebook 07)
+from .analysis import (attention_report, entropy_ratio, map_statistics, occlusion_check, peak_ratio, predict,
+                       query_dependence, uniform_attention_accuracy)
 # data: notebook 00 (CIFAR-10) and 08 (the long-range task)
 from .data import (CIFAR10_CLASSES, CIFAR10_URL, LONG_RANGE_PALETTE, CIFAR10NotFoundError, CorruptDataError,
                    LongRangeImages, load_cifar10, make_long_range, read_batch, resolve_data_dir)

@@ -48,25 +48,26 @@ def from_tokens(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(b, c, height, width)
 
 
-def attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def attention_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
     """Scaled dot products Q Kᵀ / sqrt(d_k): (..., N, d_k) x (..., M, d_k) -> (..., N, M).
 
     Computed as (Q / sqrt(d_k)) Kᵀ, the same numbers in exact arithmetic: scaling q before the product
     keeps half-precision scores in range. In float16 (largest value 65504) the unscaled Q Kᵀ can overflow
     to inf before any division could bring it back; scaled first, each sum is already sqrt(d_k) times
-    smaller.
+    smaller. `scale` replaces 1/sqrt(d_k) when given (as in `F.scaled_dot_product_attention`).
     """
-    scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     return (q * scale) @ k.transpose(-2, -1)
 
 
 def attention_weights(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the keys (the last axis), so each query's row sums to 1.
+    """Softmax over the keys (the last axis), so each query's row sums to 1; computed in float32.
 
     `torch.softmax` subtracts each row's maximum before exponentiating, which keeps large scores
-    from overflowing (on CUDA, autocast also runs it in float32).
+    from overflowing; half-precision scores are taken to float32 first, so the weights keep their
+    small differences under bf16 autocast too.
     """
-    return torch.softmax(scores, dim=-1)
+    return torch.softmax(scores.float(), dim=-1)
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
@@ -102,6 +103,22 @@ def attention_bytes(batch: int, heads: int, height: int, width: int,
     return batch * heads * n * n * torch.empty((), dtype=dtype).element_size()
 
 
+# --- 2-D relative position (notebook 05) ------------------------------------------------------
+
+def relative_position_index(height: int, width: int) -> torch.Tensor:
+    """HW x HW long tensor: entry (query, key) is the slot of the offset (dy, dx) = key - query in a
+    (2H-1) x (2W-1) table, slot (dy + H - 1) * (2W - 1) + (dx + W - 1).
+
+    Two (query, key) pairs with the same offset share a slot, so a bias looked up through this index
+    depends only on where the key lies relative to the query, not on where the pair sits in the image.
+    """
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    y, x = ys.flatten(), xs.flatten()  # position of token y*W + x
+    dy = y[None, :] - y[:, None]  # key row minus query row, -(H-1)..H-1
+    dx = x[None, :] - x[:, None]
+    return (dy + height - 1) * (2 * width - 1) + (dx + width - 1)
+
+
 # --- the layer ----------------------------------------------------------------------------------
 
 class SelfAttention(nn.Module):
@@ -112,18 +129,27 @@ class SelfAttention(nn.Module):
         heads: attention heads; `qk_channels` and `in_channels` must both divide by it.
         qk_channels: channels of the query/key projections (default C; SAGAN uses C // 8).
             Each head scores with d_k = qk_channels // heads.
-        residual: if True, out = gamma * context + x with a learnable `gamma` that starts at 0, so the
-            layer begins as the identity; if False, out = context (the tutorial's block, which
-            replaces the conv features).
+        residual: if True, out = gamma * context + x with a learnable `gamma` starting at `gamma_init`;
+            if False, out = context (the written summary's block, which replaces the conv features).
+        gamma_init: gamma's start. 0 (SAGAN) makes the layer begin as the identity, but then no gradient
+            reaches the query and key projections until gamma has moved (notebook 08).
+        qk_norm: cosine attention: each head's query and key vectors are scaled to length 1 and the score
+            is their cosine times a learned per-head temperature (starting at `temperature_init`), instead of
+            Q Kᵀ / sqrt(d_k). The temperature sets how sharp the maps can be, independent of the size of
+            the features (Swin Transformer V2; "QK-norm").
+        position: None, or "relative": a learned bias per head for every offset (dy, dx) between query and
+            key, added to the scores (Bello et al. 2019; Swin). Needs `size`, the (H, W) of the map.
 
-    `forward(x)` uses `F.scaled_dot_product_attention`: when a fused kernel (flash or memory-efficient)
-    is eligible for the device, dtype and shapes it avoids storing the HW x HW matrix; otherwise SDPA's
-    math fallback builds it. `forward(x, return_attention=True)` takes an explicit path and also returns
-    the weights, B x heads x HW x HW, row y*W + x = query pixel (y, x), each row summing to 1.
+    `forward(x)` uses `F.scaled_dot_product_attention`; each head reaches it with stride 1 along its
+    channels, whatever the input's memory format, so a fused kernel is used where the device, dtype and
+    mask allow one. `forward(x, return_attention=True)` takes an explicit path and also returns the
+    weights, B x heads x HW x HW, row y*W + x = query pixel (y, x), each row summing to 1.
     """
 
     def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
-                 residual: bool = True) -> None:
+                 residual: bool = True, gamma_init: float = 0.0, qk_norm: bool = False,
+                 temperature_init: float = 10.0, position: str | None = None,
+                 size: tuple[int, int] | None = None) -> None:
         super().__init__()
         qk_channels = in_channels if qk_channels is None else qk_channels
         if heads < 1:
@@ -132,16 +158,35 @@ class SelfAttention(nn.Module):
         for name, value in (("in_channels", in_channels), ("qk_channels", qk_channels)):
             if value % heads:
                 raise ValueError(f"{name}={value} must be divisible by heads={heads}")
+        if position not in (None, "relative"):
+            raise ValueError(f"position must be None or 'relative', got {position!r}")
+        if position is not None and size is None:
+            raise ValueError("position='relative' needs size=(H, W), the size of the map the layer attends "
+                             "over: its table holds one bias per offset (dy, dx) on that map")
         self.in_channels, self.heads, self.qk_channels = in_channels, heads, qk_channels
+        self.qk_norm, self.position = qk_norm, position
+        self.size = None if size is None else (int(size[0]), int(size[1]))
         self.query = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
         self.key = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
         self.value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
-        self.gamma = nn.Parameter(torch.zeros(1)) if residual else None
+        self.gamma = nn.Parameter(torch.full((1,), float(gamma_init))) if residual else None
+        # log of the cosine-attention temperature, per head (learned on a log scale, so it stays positive)
+        self.log_temperature = (nn.Parameter(torch.full((heads,), math.log(temperature_init)))
+                                if qk_norm else None)
+        if position == "relative":
+            h, w = self.size
+            self.position_table = nn.Parameter(torch.zeros(heads, (2 * h - 1) * (2 * w - 1)))
+            self.register_buffer("position_index", relative_position_index(h, w), persistent=False)
+        else:
+            self.position_table = None
         self._captured: list[torch.Tensor] | None = None  # set by `capture_attention`
+        self._uniform = False  # set by `uniform_attention`
 
     def extra_repr(self) -> str:
+        extras = "".join([", qk_norm=True" if self.qk_norm else "",
+                          f", position={self.position!r}, size={self.size}" if self.position else ""])
         return (f"in_channels={self.in_channels}, heads={self.heads}, qk_channels={self.qk_channels}, "
-                f"residual={self.gamma is not None}")
+                f"residual={self.gamma is not None}{extras}")
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
@@ -150,11 +195,40 @@ class SelfAttention(nn.Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"SelfAttention expects {self.in_channels} channels (dim 1), got {x.shape[1]} "
                              f"in shape {tuple(x.shape)}; is the tensor channels-last (B x H x W x C)?")
+        if self.position is not None and tuple(x.shape[-2:]) != self.size:
+            raise ValueError(f"this layer's relative-position table was built for {self.size[0]}x{self.size[1]} "
+                             f"maps, got {x.shape[-2]}x{x.shape[-1]} in shape {tuple(x.shape)}; build it with "
+                             f"size=({x.shape[-2]}, {x.shape[-1]})")
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """B x (heads*d) x H x W -> B x heads x HW x d."""
+        """B x (heads*d) x H x W -> B x heads x HW x d, with stride 1 along d.
+
+        A channels-last map gives that as a view; a plain (NCHW) map would leave stride H*W along d, which
+        rules out SDPA's fused kernels, so it is copied once into that layout.
+        """
         b, c, h, w = t.shape
-        return t.reshape(b, self.heads, c // self.heads, h * w).transpose(-2, -1)
+        t = t.reshape(b, self.heads, c // self.heads, h * w).transpose(-2, -1)
+        return t if t.stride(-1) == 1 else t.contiguous()
+
+    def position_bias(self) -> torch.Tensor | None:
+        """heads x HW x HW: the learned bias added to the scores (None without position='relative')."""
+        if self.position_table is None:
+            return None
+        return self.position_table[:, self.position_index]
+
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """B x heads x HW x HW scores of head-split queries and keys, position bias included."""
+        q, k, scale = self._prepare_qk(q, k)
+        s = attention_scores(q, k, scale=scale)
+        bias = self.position_bias()
+        return s if bias is None else s + bias
+
+    def _prepare_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+        """Cosine attention folds the temperature into q (so SDPA can use scale=1); else q, k, 1/sqrt(d_k)."""
+        if not self.qk_norm:
+            return q, k, None
+        temperature = self.log_temperature.clamp(max=math.log(100.0)).exp().view(-1, 1, 1)
+        return F.normalize(q, dim=-1) * temperature.to(q.dtype), F.normalize(k, dim=-1), 1.0
 
     def forward(self, x: torch.Tensor, return_attention: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -169,17 +243,33 @@ class SelfAttention(nn.Module):
                     f"head(s) needs about {need / 2**30:.1f} GiB (limit {MAX_EXPLICIT_ATTENTION_GIB} GiB): "
                     f"pass fewer images, downsample the map before attention, or call without "
                     f"return_attention (a fused SDPA kernel, where one is eligible, does not store the matrix)")
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        if explicit:
-            context, weights = scaled_dot_product_attention(q, k, v)
-            if self._captured is not None:
-                self._captured.append(weights.detach())
+        v = self._heads(self.value(x))
+        if self._uniform:  # `uniform_attention`: every weight exactly 1/HW, scores and biases ignored
+            context = v.mean(dim=-2, keepdim=True).expand_as(v)
+            weights = (torch.full((b, self.heads, h * w, h * w), 1.0 / (h * w), device=x.device)
+                       if explicit else None)
         else:
-            context, weights = F.scaled_dot_product_attention(q, k, v), None
+            q, k = self._heads(self.query(x)), self._heads(self.key(x))
+            if explicit:
+                weights = attention_weights(self.scores(q, k))
+                context = weights.to(v.dtype) @ v
+            else:
+                q, k, scale = self._prepare_qk(q, k)
+                bias = self.position_bias()
+                context = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=None if bias is None else bias.to(q.dtype), scale=scale)
+                weights = None
+        if self._captured is not None:
+            self._captured.append(weights.detach())
         # B x heads x HW x d_v -> B x C x H x W (heads concatenated along channels, as they came in)
         context = context.transpose(-2, -1).reshape(b, c, h, w)
         out = context if self.gamma is None else self.gamma * context + x
         return (out, weights) if return_attention else out
+
+
+def attention_layers(model: nn.Module) -> list[SelfAttention]:
+    """Every `SelfAttention` in `model`, in the order `model.modules()` lists them."""
+    return [m for m in model.modules() if isinstance(m, SelfAttention)]
 
 
 @contextmanager
@@ -192,7 +282,7 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 
     The layers take their explicit path while inside the block; their outputs are unchanged.
     """
-    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    layers = attention_layers(model)
     captured: list[torch.Tensor] = []
     for layer in layers:
         layer._captured = captured
@@ -201,6 +291,25 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     finally:
         for layer in layers:
             layer._captured = None
+
+
+@contextmanager
+def uniform_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every `SelfAttention` of `model` attends uniformly: each weight is exactly 1/HW
+    (scores, temperature and position bias ignored), so each pixel's context is the mean of all values.
+
+    The ablation "what if this layer only averaged?": compare accuracy inside and outside the block.
+    Weights, gammas and everything else are left as they were, and restored flags on exit.
+    """
+    layers = attention_layers(model)
+    before = [layer._uniform for layer in layers]
+    for layer in layers:
+        layer._uniform = True
+    try:
+        yield model
+    finally:
+        for layer, flag in zip(layers, before):
+            layer._uniform = flag
 
 
 # --- comparisons the notebooks draw -------------------------------------------------------------

@@ -80,23 +80,26 @@ class AttentionCNN(nn.Module):
 
     Each stage is conv 3x3 -> max-pool 2x2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU
     (the conv-then-pool block of Keller Jordan's cifar10-airbench), halving the map: 32 -> 16 -> 8 -> 4
-    with three stages. A `SelfAttention` layer (residual, `gamma` starting at 0) follows every stage
-    listed in `attention_at` (1-based): after stage 2 it attends over 8 x 8 = 64 pixel tokens, a
-    64 x 64 weight matrix per image and head instead of the tutorial's 1,024 x 1,024. The head
-    max-pools each channel over the whole map and applies one small Linear layer (no 128*32*32 Linear).
+    with three stages. A `SelfAttention` layer (residual) follows every stage listed in `attention_at`
+    (1-based): after stage 2 it attends over 8 x 8 = 64 pixel tokens, a 64 x 64 weight matrix per image
+    and head instead of the tutorial's 1,024 x 1,024. The head max-pools each channel over the whole map
+    and applies one small Linear layer (no 128*32*32 Linear).
 
     Args:
         num_classes: output classes.
         widths: output channels of each stage (its length is the number of stages).
         attention: False leaves every attention layer out (the same network without attention).
         attention_at: stages (1-based) followed by an attention layer.
-        heads, qk_channels: passed to `SelfAttention`.
+        heads, qk_channels, gamma_init, qk_norm, temperature_init, position: passed to `SelfAttention`.
         in_channels: channels of the input images.
+        image_size: side of the square input images (sets the map size of a relative-position table).
     """
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (32, 64, 128),
                  attention: bool = True, attention_at: list[int] | tuple[int, ...] = (2,), heads: int = 1,
-                 qk_channels: int | None = None, in_channels: int = 3) -> None:
+                 qk_channels: int | None = None, in_channels: int = 3, image_size: int = 32,
+                 gamma_init: float = 0.0, qk_norm: bool = False, temperature_init: float = 10.0,
+                 position: str | None = None) -> None:
         super().__init__()
         widths, attention_at = [int(w) for w in widths], [int(a) for a in attention_at]
         bad = [a for a in attention_at if not 1 <= a <= len(widths)]
@@ -105,15 +108,19 @@ class AttentionCNN(nn.Module):
                              f"{len(widths)} stages (1..{len(widths)}); pick stages from that range")
         self.config = dict(num_classes=num_classes, widths=widths, attention=attention,
                            attention_at=attention_at, heads=heads, qk_channels=qk_channels,
-                           in_channels=in_channels)
+                           in_channels=in_channels, image_size=image_size, gamma_init=gamma_init,
+                           qk_norm=qk_norm, temperature_init=temperature_init, position=position)
         layers: list[nn.Module] = []
-        c_in = in_channels
+        c_in, side = in_channels, image_size
         for stage, width in enumerate(widths, start=1):
+            side //= 2
             layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
                        nn.BatchNorm2d(width), nn.GELU(),
                        nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.GELU()]
             if attention and stage in attention_at:
-                layers.append(SelfAttention(width, heads=heads, qk_channels=qk_channels))
+                layers.append(SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
+                                            qk_norm=qk_norm, temperature_init=temperature_init,
+                                            position=position, size=(side, side)))
             c_in = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)

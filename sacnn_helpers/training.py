@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .analysis import attention_report
 from .models import MODELS, build_model
 
 CHECKPOINT_FORMAT = "sacnn-checkpoint-v1"
@@ -229,6 +230,8 @@ class Recipe:
     train_limit: int | None = None  # use only this many training images (smoke runs)
     test_limit: int | None = None
     flip_test: bool = True  # test-time augmentation: average the logits of the image and its mirror
+    qk_weight_decay: bool = True  # False: the query/key weights of attention layers get no weight decay
+    attention_lr_scale: float = 1.0  # learning rate of the attention scores' parameters, times lr
     description: str = ""
 
 
@@ -335,11 +338,28 @@ def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> fl
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD-Nesterov; weight decay only on weights with 2+ dimensions (convs, linear layers)."""
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    rest = [p for p in model.parameters() if p.dim() <= 1]
-    return torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
-                            {"params": rest, "weight_decay": 0.0}],
+    """SGD-Nesterov; weight decay only on weights with 2+ dimensions (convs, linear layers).
+
+    The parameters that shape the attention scores (query/key projections, temperature, position table)
+    can get their own learning rate (`recipe.attention_lr_scale` x lr) and, with
+    `recipe.qk_weight_decay=False`, no weight decay. `fit` sets each group's lr to the schedule's value
+    times the group's `lr_scale`.
+    """
+    from .attention import attention_layers
+    score_params = set()
+    for layer in attention_layers(model):
+        for p in [*layer.query.parameters(), *layer.key.parameters(), layer.log_temperature,
+                  layer.position_table]:
+            if p is not None:
+                score_params.add(p)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        scores = p in score_params
+        decay = p.dim() > 1 and (recipe.qk_weight_decay or not scores)
+        groups.setdefault((scores, decay), []).append(p)
+    return torch.optim.SGD([{"params": params, "weight_decay": recipe.weight_decay if decay else 0.0,
+                             "lr_scale": recipe.attention_lr_scale if scores else 1.0}
+                            for (scores, decay), params in groups.items()],
                            lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
 
 
@@ -444,6 +464,7 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
     mean = torch.tensor(data.mean, device=device).view(-1, 1, 1)
     std = torch.tensor(data.std, device=device).view(-1, 1, 1)
     train_images, train_labels = data.train_images.to(device), data.train_labels.to(device)
+    probe = normalise(data.val_images[:256].to(device), mean, std)  # for the per-epoch attention report
 
     for epoch in range(start_epoch, epochs):
         # each epoch has its own generator and reseeds the global RNG (dropout and other random layers), so
@@ -460,7 +481,7 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
             step = epoch * steps_per_epoch + i
             lr = learning_rate(step, total_steps, recipe.lr, recipe.warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
             x = normalise(augment(train_images[idx], recipe.translate, recipe.flip, gen), mean, std)
             y = train_labels[idx]
@@ -480,7 +501,7 @@ def fit(model: nn.Module, data: ImageData, recipe: Recipe, *, device: str | torc
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / seen, train_accuracy=correct / seen,
                             val_loss=val_loss, val_accuracy=val_acc, lr=lr, seconds=seconds,
                             step_seconds=step_seconds, images_per_second=seen / step_seconds,
-                            gammas=attention_gammas(model)))
+                            gammas=attention_gammas(model), attention=attention_report(model, probe)))
         if progress:
             bar.write(f"epoch {epoch + 1}/{epochs}: train loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"
                       f" | val loss {val_loss:.3f} acc {val_acc:.3f} | {seconds:.0f} s", file=sys.stderr)

@@ -1,0 +1,229 @@
+"""What an attention map says: how sharp it is, whether it depends on the query, and whether it matters.
+
+Each statistic takes a batch of weights, B x heads x N x N (row = query, N = H*W), and returns one
+value per head:
+
+- `peak_ratio`: the largest weight of a query's row times N (1 = uniform), median over queries;
+- `entropy_ratio`: a row's entropy over log N (1 = uniform, 0 = all weight on one key), mean over queries;
+- `query_dependence`: the total-variation distance between the maps of two query pixels of one image,
+  averaged over all pairs (0 = every query sees the same map, 1 = maps with no overlap);
+- `mean_attention_distance`: how far (in map pixels) a head looks, weighted by the weights.
+
+Two checks ask whether the maps matter to the prediction: `uniform_attention_accuracy` (what if every
+layer only averaged?) and `occlusion_check` (does hiding the patches a query looks at change the
+prediction more than hiding random patches?).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from .attention import uniform_attention
+
+
+def _check_weights(weights: torch.Tensor) -> None:
+    if weights.dim() != 4 or weights.shape[-1] != weights.shape[-2]:
+        raise ValueError(f"expected attention weights B x heads x N x N, got shape {tuple(weights.shape)}")
+
+
+def peak_ratio(weights: torch.Tensor) -> torch.Tensor:
+    """Per head: median over images and queries of (largest weight of the row) x N. Uniform gives 1."""
+    _check_weights(weights)
+    n = weights.shape[-1]
+    peaks = weights.float().amax(-1) * n  # B x heads x N
+    return peaks.transpose(0, 1).reshape(weights.shape[1], -1).median(dim=1).values
+
+
+def entropy_ratio(weights: torch.Tensor) -> torch.Tensor:
+    """Per head: mean over images and queries of entropy(row) / log N. Uniform gives 1, one key gives 0."""
+    _check_weights(weights)
+    n = weights.shape[-1]
+    w = weights.float()
+    entropy = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)  # B x heads x N
+    return entropy.mean(dim=(0, 2)) / math.log(n) if n > 1 else torch.zeros(weights.shape[1])
+
+
+def query_dependence(weights: torch.Tensor) -> torch.Tensor:
+    """Per head: mean total-variation distance 0.5 * sum|w_a - w_b| between the maps of two different
+    query pixels a != b of the same image, over all such pairs and images. 0: one map for every query."""
+    _check_weights(weights)
+    b, heads, n, _ = weights.shape
+    if n < 2:
+        return torch.zeros(heads)
+    w = weights.float().reshape(b * heads, n, n)
+    tv = 0.5 * torch.cdist(w, w, p=1)  # (B*heads) x N x N, pairs of queries; the diagonal is 0
+    per_map = tv.sum(dim=(1, 2)) / (n * (n - 1))
+    return per_map.reshape(b, heads).mean(0)
+
+
+def mean_attention_distance(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """How far each head looks: sum over keys of weight x distance(query, key), averaged over queries.
+
+    weights: (..., heads, HW, HW) for an H x W map; returns one value per head (averaged over any
+    leading batch axes), in map pixels, on the weights' device. Uniform attention gives
+    `uniform_attention_distance(H, W)`; a head that only looks at its own pixel gives 0.
+    """
+    n = height * width
+    if weights.shape[-2:] != (n, n):
+        raise ValueError(f"expected weights ending in {n} x {n} for a {height}x{width} map, "
+                         f"got shape {tuple(weights.shape)}")
+    device = weights.device  # CUDA weights get CUDA distances: no copy of the weights to the CPU
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
+                            indexing="ij")
+    pos = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()  # HW x 2, row y*W + x
+    dist = torch.cdist(pos, pos)  # HW x HW, query x key
+    per_query = (weights.float() * dist).sum(-1)  # (..., heads, HW)
+    return per_query.mean(-1).reshape(-1, weights.shape[-3]).mean(0)
+
+
+def uniform_attention_distance(height: int, width: int) -> float:
+    """Mean attention distance of a head that spreads its weight evenly over all H*W pixels."""
+    uniform = torch.full((1, height * width, height * width), 1.0 / (height * width))
+    return float(mean_attention_distance(uniform, height, width)[0])
+
+
+def map_statistics(weights: torch.Tensor, height: int, width: int) -> dict[str, list[float]]:
+    """All four statistics of one layer's weights (B x heads x HW x HW), one value per head each."""
+    return dict(peak_ratio=peak_ratio(weights).tolist(), entropy_ratio=entropy_ratio(weights).tolist(),
+                query_dependence=query_dependence(weights).tolist(),
+                mean_distance=mean_attention_distance(weights, height, width).tolist())
+
+
+# --- do the maps matter? ---------------------------------------------------------------------------
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Logits of `model` (eval mode) for already-normalised `images`, batch by batch on the model's device;
+    returned on the CPU. The model's training mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    try:
+        return torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
+                          for i in range(0, len(images), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def uniform_attention_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                               batch_size: int = 500) -> dict[str, float]:
+    """Accuracy of `model` on normalised `images` as trained, and with every attention layer attending
+    uniformly (`uniform_attention`); `cost` is the difference in points (positive: uniform is worse)."""
+    labels = labels.cpu()
+    trained = float((predict(model, images, batch_size).argmax(1) == labels).float().mean())
+    with uniform_attention(model):
+        uniform = float((predict(model, images, batch_size).argmax(1) == labels).float().mean())
+    return dict(accuracy=trained, uniform_accuracy=uniform, cost=100 * (trained - uniform))
+
+
+@torch.no_grad()
+def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: int = 0, head: int | None = None,
+                    seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
+    """Hide (set to 0, the mean of normalised images) the k image patches that one query pixel attends to
+    most, or k random patches, and measure how much the prediction changes.
+
+    For each image one query pixel of attention layer `layer` is drawn at random (seeded); its weights
+    (averaged over heads, or one `head`) rank the key pixels; each key pixel stands for a patch of the
+    image (a 4 x 4 patch for an 8 x 8 map of a 32 x 32 image). The change is the drop in the probability
+    of the class predicted on the intact image. Returns the mean drop and the rate of changed predictions
+    for "attended" and "random" patches, and the mean paired difference (attended - random) with a 95 %
+    interval (normal approximation over images).
+    """
+    from .visualisation import collect_attention
+    g = torch.Generator().manual_seed(seed)
+    drops: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
+    flips: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        logits, weights, sizes = collect_attention(model, x)
+        probs = logits.float().softmax(-1).cpu()
+        pred = probs.argmax(1)
+        w = weights[layer] if head is None else weights[layer][:, head:head + 1]
+        w = w.mean(1)  # B x N x N
+        (mh, mw), (ih, iw) = sizes[layer], x.shape[-2:]
+        b, n = w.shape[0], w.shape[-1]
+        query = torch.randint(n, (b,), generator=g)
+        attended = w[torch.arange(b), query].topk(k, dim=-1).indices  # B x k key pixels
+        random_keys = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(b)])
+        for name, keys in (("attended", attended), ("random", random_keys)):
+            mask = torch.zeros(b, n, dtype=torch.bool)
+            mask[torch.arange(b)[:, None], keys] = True
+            mask = mask.view(b, 1, mh, mw).float()
+            mask = torch.nn.functional.interpolate(mask, size=(ih, iw), mode="nearest").bool()
+            occluded = torch.where(mask.to(x.device), torch.zeros((), dtype=x.dtype, device=x.device), x)
+            new = predict(model, occluded, batch_size).softmax(-1)
+            drops[name].append(probs[torch.arange(b), pred] - new[torch.arange(b), pred])
+            flips[name].append((new.argmax(1) != pred).float())
+    out: dict[str, Any] = {"k": k, "images": len(images), "layer": layer, "head": head}
+    for name in drops:
+        out[f"{name}_drop"] = float(torch.cat(drops[name]).mean())
+        out[f"{name}_changed"] = float(torch.cat(flips[name]).mean())
+    diff = torch.cat(drops["attended"]) - torch.cat(drops["random"])
+    half = 1.96 * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    out["difference"] = float(diff.mean())
+    out["difference_ci95"] = [out["difference"] - half, out["difference"] + half]
+    return out
+
+
+def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
+    """Per attention layer: gamma, the norms of the query and key weights, and the temperature (cosine
+    attention) and largest |position bias| where the layer has them. For logging during training."""
+    from .attention import attention_layers
+    rows = []
+    for layer in attention_layers(model):
+        row = dict(wq_norm=float(layer.query.weight.detach().norm()),
+                   wk_norm=float(layer.key.weight.detach().norm()))
+        if layer.gamma is not None:
+            row["gamma"] = float(layer.gamma.detach())
+        if layer.log_temperature is not None:
+            row["temperature"] = [float(t) for t in layer.log_temperature.detach().exp()]
+        if layer.position_table is not None:
+            row["position_bias_max"] = float(layer.position_table.detach().abs().max())
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
+    """Per attention layer, on already-normalised `images`: `attention_parameters` plus the spread (std)
+    of its scores and `map_statistics` of its weights. What `fit` logs after every epoch."""
+    from .attention import attention_layers
+    from .visualisation import collect_attention
+    layers = attention_layers(model)
+    scores: list[torch.Tensor] = []
+
+    def keep_scores(layer, args, _out):  # recompute the layer's scores from its input (cheap at 8 x 8)
+        x = args[0]
+        q, k = layer._heads(layer.query(x)), layer._heads(layer.key(x))
+        scores.append(layer.scores(q, k).float().cpu())
+
+    hooks = [layer.register_forward_hook(keep_scores) for layer in layers]
+    try:
+        _, weights, sizes = collect_attention(model, images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    rows = attention_parameters(model)
+    for row, s, w, (h, wd) in zip(rows, scores, weights, sizes):
+        row["score_std"] = float(s.std(dim=-1).mean())  # spread of one query's scores, averaged
+        row.update({name: values for name, values in map_statistics(w, h, wd).items()})
+    return rows
+
+
+def summarise(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, half-width of a 95 % t-interval) of a few numbers (seeds); half-width 0 for one number."""
+    values = list(values)
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+    return mean, t95.get(n, 1.96) * sd / math.sqrt(n)
