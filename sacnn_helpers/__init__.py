@@ -1,28 +1,29 @@
 """Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place."""
-# attention: notebooks 01-04
+# attention: notebooks 01-05 (the steps, the layer, relative position)
 from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_layers, attention_map,
                         attention_memory_table, attention_scores, attention_weights, capture_attention,
-                        channel_attention_scores, example_feature_map, example_qkv, flash_attention_bytes,
-                        from_tokens, pixel_index, relative_position_index, scaled_dot_product_attention,
-                        to_tokens, uniform_attention)
-# analysis: what a map says (notebook 07)
-from .analysis import (attention_report, entropy_ratio, map_statistics, occlusion_check, peak_ratio, predict,
-                       query_dependence, uniform_attention_accuracy)
-# data: notebook 00 (CIFAR-10) and 08 (the long-range task)
-from .data import (CIFAR10_CLASSES, CIFAR10_URL, LONG_RANGE_PALETTE, CIFAR10NotFoundError, CorruptDataError,
-                   LongRangeImages, load_cifar10, make_long_range, read_batch, resolve_data_dir)
-# models: notebooks 05 and 08
-from .models import (MODELS, AttentionCNN, CNNWithoutAttention, CNNWithSelfAttention, LongRangeCNN,
-                     build_model, register_model)
-# training: notebooks 05, 06 and the CLI `python -m sacnn_helpers.train`
-from .training import (DATASETS, RECIPES, CheckpointError, ImageData, Recipe, attention_gammas, augment,
-                       build_recipe_model, evaluate, fit, get_device, get_recipe, is_smoke_run, load_checkpoint,
-                       load_dataset, load_model, prepare_data, read_checkpoint, register_dataset,
-                       register_recipe, save_checkpoint, seed_everything)
-# visualisation: notebooks 00-02 and 07
-from .visualisation import (AttentionExplorer, collect_attention, map_cell, map_pixel, mean_attention_distance,
-                            overlay, plot_attention_grid, plot_query, show_heatmaps, show_images, to_display,
-                            uniform_attention_distance, upsample_map, weight_range)
+                        channel_attention_scores, collect_attention, example_feature_map, example_qkv,
+                        flash_attention_bytes, from_tokens, pixel_index, relative_position_index,
+                        scaled_dot_product_attention, to_tokens, uniform_attention)
+# analysis: what a map says, and whether it matters (notebook 08)
+from .analysis import (attention_report, entropy_ratio, map_statistics, mean_attention_distance,
+                       occlusion_check, peak_ratio, predict, query_dependence, uniform_attention_accuracy,
+                       uniform_attention_distance)
+# data: CIFAR-10, the long-range task, splits, augmentation (notebooks 00, 07, 09)
+from .data import (CIFAR10_CLASSES, CIFAR10_URL, DATASETS, LONG_RANGE_PALETTE, CIFAR10NotFoundError,
+                   CorruptDataError, ImageSet, augment, load_cifar10, load_dataset, make_long_range, normalise,
+                   read_batch, resolve_data_dir, split_data)
+# models: notebooks 06 and 09
+from .models import MODELS, AttentionCNN, CNNWithoutAttention, CNNWithSelfAttention, LongRangeCNN, build_model
+# checkpoints and recipes: notebooks 07-08 and the CLI `python -m sacnn_helpers.train`
+from .checkpoints import CheckpointError, load_checkpoint, load_model, read_checkpoint, save_checkpoint
+from .recipes import RECIPES, Recipe, build_recipe_model, get_recipe, load_recipe_data
+# where code runs, and the training loop
+from .runtime import get_device, is_smoke_run, seed_everything
+from .training import attention_gammas, evaluate, fit, train_one_epoch
+# visualisation: notebooks 00-02 and 08
+from .visualisation import (AttentionExplorer, map_cell, map_pixel, overlay, plot_attention_grid, plot_query,
+                            show_heatmaps, show_images, to_display, upsample_map, weight_range)
 from .exercises import check
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .attention import uniform_attention
+from .attention import attention_layers, collect_attention, uniform_attention
 
 
 def _check_weights(weights: torch.Tensor) -> None:
@@ -123,6 +123,17 @@ def uniform_attention_accuracy(model: nn.Module, images: torch.Tensor, labels: t
     return dict(accuracy=trained, uniform_accuracy=uniform, cost=100 * (trained - uniform))
 
 
+def patch_mask(keys: torch.Tensor, map_size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
+    """B x 1 x H x W bool mask of the image patches that map pixels `keys` (B x k indices y*W + x on the
+    attention map) stand for: map pixel (y, x) of an 8 x 8 map covers a 4 x 4 patch of a 32 x 32 image."""
+    b = keys.shape[0]
+    (mh, mw), (ih, iw) = map_size, image_size
+    mask = torch.zeros(b, mh * mw, dtype=torch.bool, device=keys.device)
+    mask[torch.arange(b, device=keys.device)[:, None], keys] = True
+    mask = mask.view(b, 1, mh, mw).float()
+    return torch.nn.functional.interpolate(mask, size=(ih, iw), mode="nearest").bool()
+
+
 @torch.no_grad()
 def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: int = 0, head: int | None = None,
                     seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
@@ -136,7 +147,6 @@ def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: i
     for "attended" and "random" patches, and the mean paired difference (attended - random) with a 95 %
     interval (normal approximation over images).
     """
-    from .visualisation import collect_attention
     g = torch.Generator().manual_seed(seed)
     drops: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
     flips: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
@@ -153,11 +163,8 @@ def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: i
         attended = w[torch.arange(b), query].topk(k, dim=-1).indices  # B x k key pixels
         random_keys = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(b)])
         for name, keys in (("attended", attended), ("random", random_keys)):
-            mask = torch.zeros(b, n, dtype=torch.bool)
-            mask[torch.arange(b)[:, None], keys] = True
-            mask = mask.view(b, 1, mh, mw).float()
-            mask = torch.nn.functional.interpolate(mask, size=(ih, iw), mode="nearest").bool()
-            occluded = torch.where(mask.to(x.device), torch.zeros((), dtype=x.dtype, device=x.device), x)
+            mask = patch_mask(keys, (mh, mw), (ih, iw)).to(x.device)
+            occluded = torch.where(mask, torch.zeros((), dtype=x.dtype, device=x.device), x)
             new = predict(model, occluded, batch_size).softmax(-1)
             drops[name].append(probs[torch.arange(b), pred] - new[torch.arange(b), pred])
             flips[name].append((new.argmax(1) != pred).float())
@@ -175,7 +182,6 @@ def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: i
 def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
     """Per attention layer: gamma, the norms of the query and key weights, and the temperature (cosine
     attention) and largest |position bias| where the layer has them. For logging during training."""
-    from .attention import attention_layers
     rows = []
     for layer in attention_layers(model):
         row = dict(wq_norm=float(layer.query.weight.detach().norm()),
@@ -194,8 +200,6 @@ def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
 def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
     """Per attention layer, on already-normalised `images`: `attention_parameters` plus the spread (std)
     of its scores and `map_statistics` of its weights. What `fit` logs after every epoch."""
-    from .attention import attention_layers
-    from .visualisation import collect_attention
     layers = attention_layers(model)
     scores: list[torch.Tensor] = []
 

@@ -312,6 +312,43 @@ def uniform_attention(model: nn.Module) -> Iterator[nn.Module]:
             layer._uniform = flag
 
 
+# --- attention weights of a model, with the size of the map each layer attended over --------------
+
+def collect_attention(model: nn.Module, images: torch.Tensor
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
+    """Run `model` on `images` and keep every attention layer's weights.
+
+    Returns (logits, weights, sizes): `weights[i]` is B x heads x HW x HW for the i-th `SelfAttention`
+    in forward order (row y*W + x = query pixel (y, x)), and `sizes[i]` is its map's (H, W), which
+    can be smaller than the image when the network downsamples before attending.
+
+    `images` are moved to the model's device; the weights come back on the CPU. The model runs in eval
+    mode (BatchNorm uses, and never updates, its running statistics); each module's training mode is
+    restored afterwards.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
+                         f"add a batch axis with images.unsqueeze(0) for one image")
+    layers = attention_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
+                         f"load a model built with attention=True")
+    sizes: list[tuple[int, int]] = []
+    hooks = [layer.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])))
+             for layer in layers]
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad(), capture_attention(model) as weights:
+            logits = model(images.to(next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+    return logits, [w.cpu() for w in weights], sizes
+
+
 # --- comparisons the notebooks draw -------------------------------------------------------------
 
 def channel_attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""CIFAR-10 that loads offline: the official python layout, read without trusting pickle."""
+"""Data: images and labels held as whole tensors (`ImageSet`), CIFAR-10 read offline from the official
+python layout without trusting pickle, notebook 09's synthetic long-range task, the train/validation/test
+splits a recipe asks for, and augmentation as tensor operations on the training device."""
 from __future__ import annotations
 
 import hashlib
@@ -6,10 +8,11 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 log = logging.getLogger(__name__)
@@ -124,51 +127,90 @@ def _download(root: Path) -> None:
 _NOTED: set[Path] = set()
 
 
-class CIFAR10(Dataset):
-    """CIFAR-10 from an official-layout `cifar-10-batches-py` folder, held in memory.
+class ImageSet(Dataset):
+    """Images and labels held as whole tensors: the one container for every data set in the series.
 
-    Attributes: `images` (N x 3 x 32 x 32 uint8 tensor), `targets` (N int64 tensor), `classes`,
-    `folder`, `official_md5` (False for a copy whose files differ from the official download).
-    Items are (3 x 32 x 32 float tensor in [0, 1], label), passed through `transform` if given.
+    Attributes:
+        images: N x C x H x W uint8 tensor (0..255).
+        labels: N int64 tensor of class indices.
+        classes: class names, `classes[label]`.
+        source: one line saying where the images came from, for a notebook to print.
+        mean, std: per-channel statistics in 0..255 units that the network's input is normalised with
+            (`normalise`); computed from the images when not given.
+        transform: applied to each item by `__getitem__` (the whole-tensor training path ignores it).
+        any keyword argument more: a per-image tensor with N rows (e.g. `marks` of the long-range task),
+            kept as an attribute and indexed along with the images by `subset`.
+
+    Items are (C x H x W float tensor in [0, 1], label), passed through `transform` if given, so an
+    `ImageSet` also works with a `torch.utils.data.DataLoader`.
     """
 
-    def __init__(self, folder: Path, train: bool = True,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        self.folder, self.train, self.transform = folder, train, transform
-        files = [folder / name for name in (TRAIN_FILES if train else TEST_FILES)]
-        images, labels = [], []
-        for path in files:
-            x, y = read_batch(path)
-            images.append(x)
-            labels += y
-        self.images = torch.from_numpy(np.concatenate(images))
-        self.targets = torch.tensor(labels, dtype=torch.int64)
-        self.classes = list(CIFAR10_CLASSES)
-        self.official_md5 = all(_md5(p) == OFFICIAL_MD5[p.name] for p in files)
-        if not self.official_md5 and folder not in _NOTED:  # say it once per folder, at INFO level
-            _NOTED.add(folder)
-            log.info("%s: md5 sums differ from the official CIFAR-10 files (an offline copy?); read anyway",
-                     folder)
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], source: str = "",
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **per_image: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"ImageSet images must be an N x C x H x W uint8 tensor (0..255), got "
+                             f"{images.dim()}-D {images.dtype} with shape {tuple(images.shape)}")
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        for name, t in {"labels": labels, **per_image}.items():
+            if len(t) != len(images):
+                raise ValueError(f"ImageSet has {len(images)} images but {len(t)} {name}; give one per image")
+        self.images, self.labels, self.classes, self.source = images, labels, list(classes), source
+        if mean is None or std is None:
+            x = images.float()
+            mean = x.mean(dim=(0, 2, 3)).tolist() if len(images) else [0.0] * images.shape[1]
+            std = (x.std(dim=(0, 2, 3)).clamp_min(1.0).tolist() if len(images) > 1 else [1.0] * images.shape[1])
+        self.mean, self.std = [float(m) for m in mean], [float(v) for v in std]
+        self.transform = transform
+        self.per_image = list(per_image)
+        for name, t in per_image.items():
+            setattr(self, name, t)
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image = self.images[i].float() / 255
         if self.transform is not None:
             image = self.transform(image)
-        return image, int(self.targets[i])
+        return image, int(self.labels[i])
 
-    @property
-    def source(self) -> str:
-        """One line saying where the data came from, for a notebook to print."""
-        kind = "official files" if self.official_md5 else "an offline copy (md5 sums differ from the official files)"
-        return f"{len(self)} {'training' if self.train else 'test'} images from {self.folder}: {kind}"
+    def __repr__(self) -> str:
+        return (f"ImageSet({len(self)} images {tuple(self.images.shape[1:])}, {len(self.classes)} classes: "
+                f"{self.source})")
+
+    def subset(self, index: torch.Tensor | slice, source: str | None = None) -> ImageSet:
+        """The images (and labels, per-image tensors) at `index`, with the same classes and statistics."""
+        return ImageSet(self.images[index], self.labels[index], self.classes,
+                        self.source if source is None else source, self.mean, self.std, self.transform,
+                        **{name: getattr(self, name)[index] for name in self.per_image})
+
+
+def _read_cifar10_folder(folder: Path, train: bool,
+                         transform: Callable[[torch.Tensor], torch.Tensor] | None) -> ImageSet:
+    files = [folder / name for name in (TRAIN_FILES if train else TEST_FILES)]
+    images, labels = [], []
+    for path in files:
+        x, y = read_batch(path)
+        images.append(x)
+        labels += y
+    official = all(_md5(p) == OFFICIAL_MD5[p.name] for p in files)
+    if not official and folder not in _NOTED:  # say it once per folder, at INFO level
+        _NOTED.add(folder)
+        log.info("%s: md5 sums differ from the official CIFAR-10 files (an offline copy?); read anyway", folder)
+    kind = "official files" if official else "an offline copy (md5 sums differ from the official files)"
+    data = ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels), CIFAR10_CLASSES,
+                    f"{len(labels)} {'training' if train else 'test'} images from {folder}: {kind}",
+                    # the training set's statistics, rounded to 0.1 as the shipped weights were trained with
+                    mean=[round(m, 1) for m in CIFAR10_MEAN], std=[round(v, 1) for v in CIFAR10_STD],
+                    transform=transform)
+    data.official_md5 = official
+    return data
 
 
 def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, download: bool = True,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> CIFAR10:
-    """CIFAR-10 training (`train=True`) or test set as a `Dataset` with `.classes`.
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ImageSet:
+    """CIFAR-10 training (`train=True`, 50,000 images) or test set (10,000) as an `ImageSet`.
 
     Looks in `root`, else $SACNN_DATA_DIR, else `<repo>/data`, for `cifar-10-batches-py/`. When the
     files are missing and `download` is True it downloads them through torchvision. An existing folder
@@ -196,7 +238,7 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
                 f"existing {CIFAR10_FOLDER}/ folder into a data folder and point the environment variable "
                 f"{DATA_DIR_ENV} (or root=..., or --data-dir of the training command) at that folder{fetch}"
             ) from error
-    return CIFAR10(folder, train=train, transform=transform)
+    return _read_cifar10_folder(folder, train, transform)
 
 
 # === A synthetic task that needs long-range attention (notebook 08) ================================
@@ -207,40 +249,8 @@ LONG_RANGE_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200
 LONG_RANGE_CLASSES = ["different", "same"]
 
 
-class LongRangeImages(Dataset):
-    """Images with two coloured square marks; label 1 if the marks have the same colour, else 0.
-
-    Attributes: `images` (N x 3 x H x W uint8), `targets` (N int64, 0 = different, 1 = same),
-    `marks` (N x 2 x 2 int64: for each mark the (y, x) of its top-left pixel), `colours` (N x 2 int64
-    indices into `LONG_RANGE_PALETTE`), `distances` (N int64: Chebyshev distance between the two marks'
-    top-left pixels, max(|dy|, |dx|)), `classes`, `params` (the arguments that made it), `source`.
-    Items are (3 x H x W float tensor in [0, 1], label), like `load_cifar10`'s. Made by `make_long_range`;
-    the constructor takes the attributes of the same names and computes `distances` from `marks`.
-    """
-
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, marks: torch.Tensor,
-                 colours: torch.Tensor, params: dict[str, Any]) -> None:
-        self.images, self.targets, self.marks, self.colours, self.params = images, targets, marks, colours, params
-        self.distances = (marks[:, 0] - marks[:, 1]).abs().amax(dim=1)
-        self.classes = list(LONG_RANGE_CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i].float() / 255, int(self.targets[i])
-
-    @property
-    def source(self) -> str:
-        """One line saying how the images were made (seed, sizes, distances, colours), for a notebook to print."""
-        p = self.params
-        return (f"{len(self)} synthetic long-range images generated in memory (seed {p['seed']}, "
-                f"{p['image_size']}x{p['image_size']}, {p['mark_size']}x{p['mark_size']} marks, "
-                f"distance {p['min_distance']}..{p['max_distance']}, {p['num_colours']} colours)")
-
-
 def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int = 2, min_distance: int = 6,
-                    max_distance: int | None = None, num_colours: int = 6, noise: int = 24) -> LongRangeImages:
+                    max_distance: int | None = None, num_colours: int = 6, noise: int = 24) -> ImageSet:
     """Generate the "same colour?" data set: two square marks at random positions, far apart.
 
     Each image is a dark background (uniform noise 0..`noise` per pixel and channel) with two
@@ -250,10 +260,15 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
     (max(|dy|, |dx|)); the pair of positions is drawn uniformly from all pairs that qualify. Marks
     never overlap (the distance is at least `mark_size`).
 
-    Why it needs long range: a stack of L 3x3 convolutions (no pooling) sees a (2L+1)-pixel window,
-    so one unit sees pixels of both marks only if distance + mark_size <= 2L + 1. Beyond that, every
-    feature depends on one mark only, and a global average pool + linear head adds the two marks'
-    contributions: it cannot tell "same" from "different" (see notebook 08).
+    Returns an `ImageSet` (classes "different", "same") with three per-image tensors: `marks` (N x 2 x 2:
+    the (y, x) of each mark's top-left pixel), `colours` (N x 2 indices into `LONG_RANGE_PALETTE`) and
+    `distances` (N: the Chebyshev distance between the marks' top-left pixels).
+
+    Why it needs long range: one unit of a stack of L 3x3 convolutions (no pooling) sees a (2L+1)-pixel
+    square. It sees a pixel of each mark only if distance - mark_size + 1 <= 2L, and both whole marks only
+    if distance + mark_size - 1 <= 2L (`LongRangeCNN.receptive_field`). When no unit sees a pixel of both
+    marks, every feature depends on one mark only, and a global average pool + linear head adds the two
+    marks' contributions: it cannot tell "same" from "different" (see notebook 09).
 
     Deterministic: the same arguments give the same tensors (one `torch.Generator` seeded with `seed`).
     """
@@ -292,6 +307,115 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
         yy = (marks[:, m, 0, None] + offsets)[:, :, None]  # N x s x 1
         xx = (marks[:, m, 1, None] + offsets)[:, None, :]  # N x 1 x s
         images.permute(0, 2, 3, 1)[rows, yy, xx] = palette[colours[:, m]][:, None, None, :]
-    params = dict(n=n, seed=seed, image_size=image_size, mark_size=mark_size, min_distance=lo,
-                  max_distance=max_distance, num_colours=num_colours, noise=noise)
-    return LongRangeImages(images, targets.long(), marks, colours, params)
+    source = (f"{n} synthetic long-range images generated in memory (seed {seed}, {image_size}x{image_size}, "
+              f"{mark_size}x{mark_size} marks, distance {lo}..{max_distance}, {num_colours} colours)")
+    return ImageSet(images, targets.long(), LONG_RANGE_CLASSES, source, marks=marks, colours=colours,
+                    distances=(marks[:, 0] - marks[:, 1]).abs().amax(dim=1))
+
+
+# === Data sets by name, and the splits a recipe trains on ===========================================
+
+def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = True, train_size: int = 10_000,
+                    test_size: int = 2_000, **params: Any) -> tuple[ImageSet, ImageSet]:
+    """Notebook 09's "same colour?" task, generated in memory: training images from seed 0, test images
+    from seed 1 (the same task, other images), normalised with the training images' statistics.
+    `data_dir` and `download` are not used (they are there to match `load_cifar10_splits`)."""
+    train = make_long_range(train_size, seed=0, **params)
+    test = make_long_range(test_size, seed=1, **params)
+    test.mean, test.std = train.mean, train.std
+    return train, test
+
+
+def load_cifar10_splits(data_dir: str | os.PathLike | None = None, download: bool = True
+                        ) -> tuple[ImageSet, ImageSet]:
+    """CIFAR-10's training and test sets (`load_cifar10`, which downloads them when missing)."""
+    return (load_cifar10(data_dir, train=True, download=download),
+            load_cifar10(data_dir, train=False, download=download))
+
+
+# The data sets the training command knows, by name: name -> function(data_dir, download) -> (train, test).
+DATASETS: dict[str, Callable[..., tuple[ImageSet, ImageSet]]] = {
+    "cifar10": load_cifar10_splits,
+    "long-range": load_long_range,
+}
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True
+                 ) -> tuple[ImageSet, ImageSet]:
+    """(training set, test set) of a data set in `DATASETS`. CIFAR-10 is downloaded when it is missing
+    and `download` is True, exactly as `load_cifar10` does."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](data_dir, download=download)
+
+
+def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int | None = None,
+               test_limit: int | None = None, split_seed: int = 0) -> dict[str, ImageSet]:
+    """{"train", "val", "test"}: `val_size` training images held out for validation (the same ones for
+    every run: the split has its own fixed seed), and at most `train_limit` / `test_limit` images kept."""
+    n = len(train)
+    if val_size >= n:
+        raise ValueError(f"val_size={val_size} images held out for validation, but the training set has only "
+                         f"{n}; hold out fewer")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    val, rest = order[:val_size], order[val_size:]
+    if train_limit is not None:
+        rest = rest[:train_limit]
+    return {"train": train.subset(rest, f"{len(rest)} of {train.source}"),
+            "val": train.subset(val, f"{len(val)} held out of {train.source}"),
+            "test": test if test_limit is None else test.subset(slice(0, test_limit),
+                                                                f"the first {test_limit} of {test.source}")}
+
+
+def normalise(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
+              std: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """uint8 batch -> float32, per channel (x - mean) / std; mean and std in 0..255 units (lists, or
+    C x 1 x 1 tensors on the images' device)."""
+    mean, std = (torch.as_tensor(v, dtype=torch.float32, device=images.device).reshape(-1, 1, 1)
+                 for v in (mean, std))
+    return (images.float() - mean) / std
+
+
+# === Augmentation as tensor operations ================================================================
+
+def draw_augmentation(n: int, translate: int = 2, flip: bool = True, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random offsets dy, dx in 0..2*translate and mirror flags for `n` images, drawn from `generator` (the
+    global CPU generator when None) on the generator's device: on the training device, no host copies."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    dy = dx = torch.zeros(n, dtype=torch.int64, device=device)
+    if translate > 0:
+        dy = torch.randint(0, 2 * translate + 1, (n,), generator=generator, device=device)
+        dx = torch.randint(0, 2 * translate + 1, (n,), generator=generator, device=device)
+    mirror = (torch.rand(n, generator=generator, device=device) < 0.5) if flip else torch.zeros(
+        n, dtype=torch.bool, device=device)
+    return dy, dx, mirror
+
+
+def shift_and_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, mirror: torch.Tensor,
+                   translate: int = 2) -> torch.Tensor:
+    """Zero-pad each image by `translate`, crop H x W back out at offset (dy, dx), mirror where `mirror`."""
+    b, c, h, w = images.shape
+    dev = images.device
+    dy, dx, mirror = dy.to(dev), dx.to(dev), mirror.to(dev)  # no copy when drawn on the same device
+    if translate > 0:
+        padded = F.pad(images, (translate,) * 4)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]  # B x H x 1
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]  # B x 1 x W
+        # advanced indexing puts the broadcast B x H x W axes first: B x H x W x C -> B x C x H x W
+        images = padded[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
+    return images.contiguous(memory_format=torch.channels_last)
+
+
+def augment(images: torch.Tensor, translate: int = 2, flip: bool = True,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random shifts by up to `translate` pixels and random horizontal flips of a uint8 batch.
+
+    images: B x C x H x W (uint8 stays uint8). Each image is zero-padded by `translate` and cropped back
+    to H x W at a random offset (the classic "random crop with padding"), then mirrored with probability
+    1/2 when `flip`. Pure tensor operations on the images' device; the random numbers come from
+    `generator` on its own device (`draw_augmentation`).
+    """
+    dy, dx, mirror = draw_augmentation(len(images), translate, flip, generator)
+    return shift_and_flip(images, dy, dx, mirror, translate)

@@ -1,4 +1,8 @@
-"""Convolutional networks with (and without) a self-attention layer."""
+"""Convolutional networks with (and without) a self-attention layer.
+
+Every model takes `num_classes`, `in_channels` and `image_size` (so one function can size any of them
+for a data set) and keeps its constructor arguments in `self.config` (so a checkpoint can rebuild it).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -8,24 +12,7 @@ import torch.nn as nn
 
 from .attention import SelfAttention
 
-# Architectures by class name, so a checkpoint (which stores the name and config) can rebuild its model.
-MODELS: dict[str, type[nn.Module]] = {}
 
-
-def register_model(cls: type[nn.Module]) -> type[nn.Module]:
-    """Class decorator: make `cls` buildable by name with `build_model`."""
-    MODELS[cls.__name__] = cls
-    return cls
-
-
-def build_model(architecture: str, **config: Any) -> nn.Module:
-    """Build a registered model from its class name (a key of `MODELS`) and constructor arguments."""
-    if architecture not in MODELS:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(MODELS))}")
-    return MODELS[architecture](**config)
-
-
-@register_model
 class CNNWithSelfAttention(nn.Module):
     """The tutorial's network, with attention over pixels (not channels).
 
@@ -37,15 +24,18 @@ class CNNWithSelfAttention(nn.Module):
         num_classes: output classes.
         attention: False gives the same network without the attention layer (`nn.Identity`).
         heads, qk_channels, residual: passed to `SelfAttention`.
+        in_channels: channels of the input images.
         image_size: side of the square input images (sets the linear layer's width).
     """
 
     def __init__(self, num_classes: int = 10, attention: bool = True, heads: int = 1,
-                 qk_channels: int | None = None, residual: bool = True, image_size: int = 32) -> None:
+                 qk_channels: int | None = None, residual: bool = True, in_channels: int = 3,
+                 image_size: int = 32) -> None:
         super().__init__()
         self.config = dict(num_classes=num_classes, attention=attention, heads=heads,
-                           qk_channels=qk_channels, residual=residual, image_size=image_size)
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, padding=1)
+                           qk_channels=qk_channels, residual=residual, in_channels=in_channels,
+                           image_size=image_size)
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)
         self.attention = (SelfAttention(64, heads=heads, qk_channels=qk_channels, residual=residual)
                           if attention else nn.Identity())
         self.conv2 = nn.Conv2d(64, 128, kernel_size=3, padding=1)
@@ -65,16 +55,14 @@ class CNNWithSelfAttention(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@register_model
 class CNNWithoutAttention(CNNWithSelfAttention):
     """`CNNWithSelfAttention` with the attention layer left out, for comparisons."""
 
-    def __init__(self, num_classes: int = 10, image_size: int = 32) -> None:
-        super().__init__(num_classes=num_classes, attention=False, image_size=image_size)
-        self.config = dict(num_classes=num_classes, image_size=image_size)
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
+        super().__init__(num_classes=num_classes, attention=False, in_channels=in_channels, image_size=image_size)
+        self.config = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
-@register_model
 class AttentionCNN(nn.Module):
     """The network the series recommends for real training: downsample first, attend on a small map.
 
@@ -130,7 +118,6 @@ class AttentionCNN(nn.Module):
         return self.head(torch.amax(x, dim=(2, 3)))
 
 
-@register_model
 class LongRangeCNN(nn.Module):
     """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 08).
 
@@ -138,6 +125,7 @@ class LongRangeCNN(nn.Module):
     (residual, `gamma` starting at `gamma_init`, 1.0 by default) follows block `attention_after`. The head
     averages each channel over the whole map and applies one Linear layer, so without attention the output
     is a sum of local features: each unit sees a (2 * depth + 1)-pixel square (`receptive_field`).
+    Any image size works (`image_size` is recorded for `build_model`'s callers only).
 
     Args:
         num_classes: output classes (2 for the "same colour?" task).
@@ -154,21 +142,19 @@ class LongRangeCNN(nn.Module):
 
     def __init__(self, num_classes: int = 2, depth: int = 3, width: int = 32, attention: bool = True,
                  attention_after: int = 1, heads: int = 1, qk_channels: int | None = None,
-                 in_channels: int = 3, gamma_init: float = 1.0) -> None:
+                 in_channels: int = 3, gamma_init: float = 1.0, image_size: int = 12) -> None:
         super().__init__()
         if not 1 <= attention_after <= depth:
             raise ValueError(f"attention_after={attention_after} must name a block 1..depth={depth}")
         self.config = dict(num_classes=num_classes, depth=depth, width=width, attention=attention,
                            attention_after=attention_after, heads=heads, qk_channels=qk_channels,
-                           in_channels=in_channels, gamma_init=gamma_init)
+                           in_channels=in_channels, gamma_init=gamma_init, image_size=image_size)
         layers: list[nn.Module] = []
         for block in range(1, depth + 1):
             layers += [nn.Conv2d(in_channels if block == 1 else width, width, 3, padding=1),
                        nn.BatchNorm2d(width), nn.ReLU()]
             if attention and block == attention_after:
-                layers.append(SelfAttention(width, heads=heads, qk_channels=qk_channels))
-                with torch.no_grad():
-                    layers[-1].gamma.fill_(gamma_init)
+                layers.append(SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init))
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_classes)
 
@@ -179,3 +165,15 @@ class LongRangeCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+# The architectures by class name, so a checkpoint (which stores the name and config) can rebuild its model.
+MODELS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in
+                                      (CNNWithSelfAttention, CNNWithoutAttention, AttentionCNN, LongRangeCNN)}
+
+
+def build_model(architecture: str, **config: Any) -> nn.Module:
+    """Build a model from its class name (a key of `MODELS`) and constructor arguments."""
+    if architecture not in MODELS:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[architecture](**config)

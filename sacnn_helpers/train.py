@@ -3,6 +3,7 @@
     python -m sacnn_helpers.train --recipe cpu --out runs/cpu.json --checkpoint runs/cpu.pt
     python -m sacnn_helpers.train --recipe cpu --no-attention --seed 1
     python -m sacnn_helpers.train --recipe smoke            # seconds: checks that everything runs
+    torchrun --standalone --nproc_per_node=2 -m sacnn_helpers.train --recipe gpu   # one model, 2 GPUs
 
 Progress goes to stderr; the result (also written by --out as JSON) is summarised on stdout.
 Exit codes: 0 done, 2 bad flags or missing data.
@@ -13,37 +14,70 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
+from . import runtime
+from .checkpoints import CheckpointError
+from .data import DATASETS
 from .models import MODELS
-from .training import (DATASETS, RECIPES, CheckpointError, build_recipe_model, get_device, get_recipe,
-                       fit, load_dataset, prepare_data, seed_everything)
+from .recipes import RECIPES, build_recipe_model, get_recipe, load_recipe_data
+from .training import fit
+
+# flags that change the model: flag name -> model_config key
+MODEL_FLAGS = {"heads": "heads", "attention_at": "attention_at", "gamma_init": "gamma_init",
+               "qk_norm": "qk_norm", "position": "position"}
+# flags that change the recipe: flag name -> Recipe field
+RECIPE_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "amp": "amp", "compile": "compile",
+                "deterministic": "deterministic", "qk_weight_decay": "qk_weight_decay",
+                "attention_lr_scale": "attention_lr_scale"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line's flags (--recipe, --dataset, --model, --seed, ...); recipes are listed in --help."""
-    recipes = sorted({name for _, name in RECIPES})
+    recipes = sorted({name for by_name in RECIPES.values() for name in by_name})
+    epilog = "recipes:\n" + "\n".join(f"  {d}/{n}: {r.description}" for d, by_name in sorted(RECIPES.items())
+                                      for n, r in sorted(by_name.items()))
     p = argparse.ArgumentParser(prog="python -m sacnn_helpers.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="recipes: " + "; ".join(f"{d}/{n}: {r.description}"
-                                                               for (d, n), r in sorted(RECIPES.items())))
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
     p.add_argument("--recipe", default="cpu", help=f"named preset ({', '.join(recipes)}; default cpu)")
     p.add_argument("--dataset", default="cifar10", help=f"dataset ({', '.join(sorted(DATASETS))}; default cifar10)")
     p.add_argument("--model", default=None,
-                   help=f"registered model class (default: the recipe's); one of {', '.join(sorted(MODELS))}")
-    p.add_argument("--no-attention", action="store_true", help="the same model with its attention layers left out")
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's number of epochs")
+                   help=f"model class (default: the recipe's); one of {', '.join(sorted(MODELS))}")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None, help="folder that holds the dataset (CIFAR-10: the folder "
-                   "containing cifar-10-batches-py/; default $SACNN_DATA_DIR or <repo>/data)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="auto: CUDA, then Apple MPS, then CPU")
+                   "containing cifar-10-batches-py/; default $SACNN_DATA_DIR or <repo>/data); CIFAR-10 is "
+                   "downloaded there when missing")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--out", default=None, help="write the result as JSON to this file")
     p.add_argument("--checkpoint", default=None,
                    help="save after every epoch; resume an unfinished run; reuse a finished one")
     p.add_argument("--force", action="store_true", help="retrain even if --checkpoint holds a finished run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    a = p.add_argument_group("attention layer (default: the recipe's)")
+    a.add_argument("--no-attention", action="store_true", help="the same model with its attention layers left out")
+    a.add_argument("--heads", type=int, default=None, help="attention heads")
+    a.add_argument("--attention-at", type=int, nargs="+", default=None,
+                   help="AttentionCNN: stages followed by an attention layer (2: the 8x8 map)")
+    a.add_argument("--gamma-init", type=float, default=None, help="the residual gate's start (0: SAGAN)")
+    a.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="cosine attention with a learned temperature")
+    a.add_argument("--position", choices=["none", "relative"], default=None,
+                   help="relative: a learned 2-D relative position bias")
+
+    t = p.add_argument_group("training (default: the recipe's)")
+    t.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    t.add_argument("--batch-size", type=int, default=None, help="global batch size")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    t.add_argument("--qk-weight-decay", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on the query/key weights")
+    t.add_argument("--attention-lr-scale", type=float, default=None,
+                   help="learning rate of the attention scores' parameters, times --lr")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on for CUDA, off elsewhere)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    t.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                   help="bit-for-bit repeatable CUDA runs (slower; see runtime.configure_backends)")
     return p
 
 
@@ -51,55 +85,67 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with `argv` (default: sys.argv[1:]); returns 0 when done.
 
     Bad flags and missing data exit through argparse with code 2 and a one-line message (SystemExit).
+    Under torchrun every process runs this; process 0 alone prints and writes files.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.dataset not in DATASETS:
         parser.error(f"unknown --dataset {args.dataset!r}; known: {', '.join(sorted(DATASETS))}")
-    try:
-        recipe = get_recipe(args.recipe, args.dataset)
-    except ValueError as e:
-        parser.error(str(e))
     if args.model is not None and args.model not in MODELS:
         parser.error(f"unknown --model {args.model!r}; known: {', '.join(sorted(MODELS))}")
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    for flag in ("epochs", "batch_size", "heads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder; point it at the folder that holds the "
                      f"dataset (for CIFAR-10 the one containing cifar-10-batches-py/)")
+    changes = {field: getattr(args, flag) for flag, field in RECIPE_FLAGS.items() if getattr(args, flag) is not None}
     try:
-        device = get_device(args.device)
+        recipe = get_recipe(args.recipe, args.dataset, **changes)
+        device = runtime.init_distributed(args.device)
     except (RuntimeError, ValueError) as e:
         parser.error(str(e))
-    if args.epochs is not None:
-        recipe = replace(recipe, epochs=args.epochs)
-
+    rank = runtime.rank()
     try:
-        data = prepare_data(load_dataset(args.dataset, args.data_dir), recipe)
+        if rank == 0:  # process 0 reads (or downloads) the data first; the others then read it from disk
+            data = load_recipe_data(recipe, args.data_dir)
+        runtime.barrier()
+        if rank != 0:
+            data = load_recipe_data(recipe, args.data_dir, download=False)
     except (FileNotFoundError, ValueError) as e:  # includes CIFAR10NotFoundError, CorruptDataError
         parser.exit(2, f"{parser.prog}: error: could not load dataset {args.dataset!r}: {e}\n")
-    seed_everything(args.seed)
-    overrides = {"attention": False} if args.no_attention else {}
+    runtime.seed_everything(args.seed)
+    overrides = {key: getattr(args, flag) for flag, key in MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    if overrides.get("position") == "none":
+        overrides["position"] = None
+    if args.no_attention:
+        overrides["attention"] = False
     try:
-        model = build_recipe_model(recipe, data, args.model, **overrides)
-    except TypeError as e:
+        model = build_recipe_model(recipe, data["train"], args.model, **overrides)
+    except (TypeError, ValueError) as e:
         parser.error(f"could not build model {args.model or recipe.model!r} with {overrides or 'defaults'}: {e}")
-    print(f"training {type(model).__name__} {model.config} on {args.dataset} ({len(data.train_labels)} train, "
-          f"{len(data.val_labels)} val, {len(data.test_labels)} test) with recipe {recipe.name!r} on {device}",
-          file=sys.stderr, flush=True)
+    if rank == 0:
+        print(f"training {type(model).__name__} {model.config} on {args.dataset} ({len(data['train'])} train, "
+              f"{len(data['val'])} val, {len(data['test'])} test) with recipe {recipe.name!r} on {device}"
+              + (f" x {runtime.world_size()} processes" if runtime.world_size() > 1 else ""),
+              file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
         result = fit(model, data, recipe, device=device, seed=args.seed, checkpoint=args.checkpoint,
                      force=args.force, progress=not args.quiet)
     except CheckpointError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
+    finally:
+        runtime.close_distributed()
     result["wall_seconds"] = time.perf_counter() - t0
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{result['model']} attention={result['model_config'].get('attention')} recipe={recipe.name} "
-          f"seed={args.seed}: test accuracy {result['test_accuracy']:.4f}, {result['train_seconds']:.0f} s of "
-          f"training, {result['images_per_second']:.0f} images/s on {result['device']}")
+    if rank == 0:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"{result['model']} attention={result['model_config'].get('attention')} recipe={recipe.name} "
+              f"seed={args.seed}: test accuracy {result['test_accuracy']:.4f}, {result['train_seconds']:.0f} s of "
+              f"training, {result['images_per_second']:.0f} images/s on {result['device']}"
+              + (f" x {result['world_size']}" if result["world_size"] > 1 else ""))
     return 0
 
 

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .attention import SelfAttention, attention_map, capture_attention
+from .attention import attention_map, collect_attention
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -21,12 +21,15 @@ if TYPE_CHECKING:
 def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", ylabel: str = "queries",
                   titles: Sequence[str] | Sequence[Sequence[str]] | None = None,
                   figsize: tuple[float, float] | None = None, cmap: str = "Reds",
-                  colorbar: bool = True) -> tuple[Figure, np.ndarray]:
-    """Draw a grid of heatmaps (after d2l's `show_heatmaps`); returns (figure, axes array).
+                  colorbar: bool = True, vmin: float | None = None, vmax: float | None = None,
+                  label: str = "") -> tuple[Figure, np.ndarray]:
+    """Draw a grid of heatmaps (after d2l's `show_heatmaps`) on ONE colour scale; returns (figure, axes).
 
     `matrices`: a tensor or array of shape (rows, cols, n, m), (cols, n, m) or (n, m); one panel per
     n x m matrix. Tensors may live on any device (they are moved to the CPU). `titles` labels the
-    panels of the first row (or every panel when given as a list of lists).
+    panels of the first row (or every panel when given as a list of lists). All panels share `vmin`..`vmax`
+    (default: the smallest and largest value of all of them), so equal colours mean equal values, and
+    one colour bar (labelled `label`) reads for every panel.
     """
     m = torch.as_tensor(matrices).detach().float().cpu()
     if m.dim() < 2 or m.dim() > 4:
@@ -35,12 +38,14 @@ def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", yla
     while m.dim() < 4:
         m = m.unsqueeze(0)
     rows, cols = m.shape[:2]
+    vmin = float(m.min()) if vmin is None else vmin
+    vmax = float(m.max()) if vmax is None else vmax
     figsize = figsize or (2.6 * cols + 0.6, 2.4 * rows)
     fig, axes = plt.subplots(rows, cols, figsize=figsize, sharex=True, sharey=True, squeeze=False)
     for i in range(rows):
         for j in range(cols):
             ax = axes[i, j]
-            im = ax.imshow(m[i, j].numpy(), cmap=cmap)
+            im = ax.imshow(m[i, j].numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
             if i == rows - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:
@@ -50,7 +55,7 @@ def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", yla
                 if title:
                     ax.set_title(title)
     if colorbar:
-        fig.colorbar(im, ax=axes, shrink=0.6)
+        fig.colorbar(im, ax=axes, shrink=0.6, label=label)
     return fig, axes
 
 
@@ -79,43 +84,6 @@ def show_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | Non
                 ax.set_title(classes[label] if classes is not None else str(label), fontsize=9)
     fig.tight_layout()
     return fig, axes
-
-
-# --- attention weights of a model, with the size of the map each layer attended over --------------
-
-def collect_attention(model: nn.Module, images: torch.Tensor
-                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
-    """Run `model` on `images` and keep every attention layer's weights.
-
-    Returns (logits, weights, sizes): `weights[i]` is B x heads x HW x HW for the i-th `SelfAttention`
-    in forward order (row y*W + x = query pixel (y, x)), and `sizes[i]` is its map's (H, W), which
-    can be smaller than the image when the network downsamples before attending.
-
-    `images` are moved to the model's device; the weights come back on the CPU. The model runs in eval
-    mode (BatchNorm uses, and never updates, its running statistics); each module's training mode is
-    restored afterwards.
-    """
-    if images.dim() != 4:
-        raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
-                         f"add a batch axis with images.unsqueeze(0) for one image")
-    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
-                         f"load a model built with attention=True")
-    sizes: list[tuple[int, int]] = []
-    hooks = [layer.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])))
-             for layer in layers]
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad(), capture_attention(model) as weights:
-            logits = model(images.to(next(model.parameters()).device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, training in modes.items():
-            module.training = training
-    return logits, [w.cpu() for w in weights], sizes
 
 
 # --- between image pixels and attention-map pixels ------------------------------------------------
@@ -161,17 +129,15 @@ def to_display(image: torch.Tensor) -> np.ndarray:
     return img.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3).numpy()
 
 
-def overlay(image: np.ndarray, amap: torch.Tensor, floor: float = 0.15) -> np.ndarray:
-    """Light the image where the map is high: an H x W x 3 image in 0..1 times the upsampled map.
-
-    The map is stretched from its own minimum to its own maximum: the most-attended pixel keeps its full
-    brightness, the least-attended keeps `floor` of it. That shows where a query looks even when its
-    weights are nearly uniform, so always print the range next to the picture (`weight_range`).
-    """
-    amap = upsample_map(amap, image.shape[:2])
-    lo, hi = amap.min(), amap.max()
-    a = ((amap - lo) / (hi - lo).clamp_min(1e-12)).numpy()
-    return image * (floor + (1 - floor) * a[..., None])
+def overlay(image: np.ndarray, amap: torch.Tensor, vmax: float, cmap: str = "inferno",
+            alpha: float = 0.65) -> np.ndarray:
+    """The map laid over the image: a grey version of the H x W x 3 `image` (0..1) blended with the
+    upsampled map coloured on the scale 0..`vmax` in units of x uniform (weight times H*W), the same
+    colours as a map drawn with `imshow(amap * H*W, cmap=cmap, vmin=0, vmax=vmax)` and its colour bar."""
+    n = amap.numel()
+    colour = plt.get_cmap(cmap)((upsample_map(amap, image.shape[:2]) * n / vmax).clamp(0, 1).numpy())[..., :3]
+    grey = image.mean(-1, keepdims=True)
+    return (1 - alpha) * grey + alpha * colour
 
 
 def _query_map(weights: torch.Tensor, y: int, x: int, map_size: tuple[int, int]) -> torch.Tensor:
@@ -186,88 +152,80 @@ def weight_range(amap: torch.Tensor) -> str:
     return f"weights {float(amap.min()) * n:.1f}x..{float(amap.max()) * n:.1f}x uniform"
 
 
-# --- a summary statistic -------------------------------------------------------------------------
-
-def mean_attention_distance(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """How far each head looks: sum over keys of weight x distance(query, key), averaged over queries.
-
-    weights: (..., heads, HW, HW) for an H x W map; returns one value per head (averaged over any
-    leading batch axes), in map pixels, on the weights' device. Uniform attention gives
-    `uniform_attention_distance(H, W)`; a head that only looks at its own pixel gives 0.
-    """
-    n = height * width
-    if weights.shape[-2:] != (n, n):
-        raise ValueError(f"expected weights ending in {n} x {n} for a {height}x{width} map, "
-                         f"got shape {tuple(weights.shape)}")
-    device = weights.device  # CUDA weights get CUDA distances: no copy of the weights to the CPU
-    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
-                            indexing="ij")
-    pos = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()  # HW x 2, row y*W + x
-    dist = torch.cdist(pos, pos)  # HW x HW, query x key
-    per_query = (weights.float() * dist).sum(-1)  # (..., heads, HW)
-    return per_query.mean(-1).reshape(-1, weights.shape[-3]).mean(0)
+def shared_scale(weights: torch.Tensor | Sequence[torch.Tensor], at_least: float = 2.0) -> float:
+    """The top of one colour scale for maps in units of x uniform: the largest weight times N (= HW) in
+    `weights` (one or more tensors ending in N x N), and never below `at_least`, so near-uniform maps look
+    flat instead of being stretched."""
+    tensors = [weights] if isinstance(weights, torch.Tensor) else list(weights)
+    return max([at_least] + [float(w.detach().amax()) * w.shape[-1] for w in tensors])
 
 
-def uniform_attention_distance(height: int, width: int) -> float:
-    """Mean attention distance of a head that spreads its weight evenly over all H*W pixels."""
-    uniform = torch.full((1, height * width, height * width), 1.0 / (height * width))
-    return float(mean_attention_distance(uniform, height, width)[0])
+UNIFORM_LABEL = "weight × H·W  (1 = uniform)"
 
 
 # --- static pictures -----------------------------------------------------------------------------
 
+def _box(ax: Axes, top: float, left: float, h: float, w: float, width: float = 2) -> None:
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=width))
+
+
 def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tensor, weights: torch.Tensor,
-               y: int, x: int, map_size: tuple[int, int], title: str = "") -> None:
+               y: int, x: int, map_size: tuple[int, int], title: str = "", vmax: float | None = None):
     """Draw one query pixel three ways: the image with the pixel's cell marked, its H x W map, the overlay.
 
     ax_image, ax_map, ax_overlay: the three matplotlib axes to draw into (e.g. `plt.subplots(1, 3)[1]`).
     image: C x H x W; weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
+    The map is drawn in units of x uniform on the scale 0..`vmax` (default `shared_scale(weights)`);
+    returns the map's image, for `fig.colorbar(..., label=UNIFORM_LABEL)`.
     """
     amap = _query_map(weights, y, x, map_size)
+    vmax = shared_scale(weights) if vmax is None else vmax
     img = to_display(image)
     top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
     ax_image.imshow(img)
-    ax_image.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=2))
+    _box(ax_image, top, left, h, w)
     ax_image.set_title(title, fontsize=9)
-    ax_map.imshow(amap.numpy(), cmap="inferno")
-    ax_map.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
+    mappable = ax_map.imshow(amap.numpy() * amap.numel(), cmap="inferno", vmin=0, vmax=vmax)
+    _box(ax_map, y, x, 1, 1)
     ax_map.set_title(f"{map_size[0]}x{map_size[1]} map = row {y * map_size[1] + x}", fontsize=9)
-    ax_overlay.imshow(overlay(img, amap))
-    ax_overlay.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=2))
-    ax_overlay.set_title(f"overlay (min..max stretched)\n{weight_range(amap)}", fontsize=9)
+    ax_overlay.imshow(overlay(img, amap, vmax))
+    _box(ax_overlay, top, left, h, w)
+    ax_overlay.set_title(f"overlay\n{weight_range(amap)}", fontsize=9)
     for ax in (ax_image, ax_map, ax_overlay):
         ax.set_xticks([])
         ax.set_yticks([])
+    return mappable
 
 
 def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Sequence[tuple[int, int]],
-                        map_size: tuple[int, int], head: int = 0,
-                        row_titles: Sequence[str] | None = None) -> Figure:
+                        map_size: tuple[int, int], head: int = 0, row_titles: Sequence[str] | None = None,
+                        vmax: float | None = None) -> Figure:
     """Static grid: one row per image, the image first, then the overlay for each query pixel.
 
-    images: B x C x H x W; weights: B x heads x HW x HW; pixels: query pixels (y, x) on the map.
-    Each query's cell is outlined in cyan; under each overlay, its smallest..largest weight relative to
-    uniform attention (the overlay stretches that range, see `overlay`).
+    images: B x C x H x W; weights: B x heads x HW x HW; pixels: query pixels (y, x) on the map. Every
+    overlay uses one colour scale, 0..`vmax` x uniform (default: `shared_scale` of the maps shown), read
+    on the colour bar; each query's cell is outlined in cyan, its weight range written below.
     """
     b = images.shape[0]
-    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.6 * (len(pixels) + 1), 1.7 * b), squeeze=False)
+    maps = [[_query_map(weights[i, head], y, x, map_size) for (y, x) in pixels] for i in range(b)]
+    vmax = shared_scale([m for row in maps for m in row]) if vmax is None else vmax
+    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.6 * (len(pixels) + 1) + 0.8, 1.7 * b), squeeze=False)
     for i in range(b):
         img = to_display(images[i])
         axes[i, 0].imshow(img)
         axes[i, 0].set_title(row_titles[i] if row_titles else f"image {i}", fontsize=8)
         for j, (y, x) in enumerate(pixels, start=1):
-            amap = _query_map(weights[i, head], y, x, map_size)
-            top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
-            axes[i, j].imshow(overlay(img, amap))
-            axes[i, j].add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan",
-                                           linewidth=1.5))
+            amap = maps[i][j - 1]
+            axes[i, j].imshow(overlay(img, amap, vmax))
+            _box(axes[i, j], *map_cell(y, x, map_size, img.shape[:2]), width=1.5)
             axes[i, j].set_xlabel(weight_range(amap), fontsize=7, labelpad=1)
             if i == 0:
                 axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(0, vmax), cmap="inferno")
+    fig.colorbar(mappable, ax=axes, shrink=0.8, label=UNIFORM_LABEL)
     return fig
 
 
@@ -283,18 +241,20 @@ class AttentionExplorer:
 
     Query pixels are pixels of the attention map (0..H-1, 0..W-1 at the layer's resolution), so each
     step of a slider selects a different row of the HW x HW matrix; the marked box on the image is
-    the patch of image pixels that map pixel covers.
+    the patch of image pixels that map pixel covers. Map and overlay use one colour scale for every
+    image, query, head and layer, in units of x uniform, with a colour bar: a flat map looks flat.
 
     Args:
         model: a network with at least one `SelfAttention` layer (eval mode).
         images: N x C x H x W images as the model takes them.
         display_images: the same images for showing (uint8 or 0..1 floats); defaults to `images`.
         labels: N true classes (ints) or None; class_names: names for the classes.
+        vmax: top of the colour scale in x uniform (default: `shared_scale` of the first 16 images' maps).
     """
 
     def __init__(self, model: nn.Module, images: torch.Tensor, display_images: torch.Tensor | None = None,
                  labels: Sequence[int] | torch.Tensor | None = None,
-                 class_names: Sequence[str] | None = None) -> None:
+                 class_names: Sequence[str] | None = None, vmax: float | None = None) -> None:
         if len(images) == 0:
             raise ValueError(f"AttentionExplorer needs at least one image, got an empty batch of shape "
                              f"{tuple(images.shape)}; pass N x C x H x W images with N >= 1")
@@ -308,9 +268,12 @@ class AttentionExplorer:
         self._cache: dict[int, tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
         _, weights, self.sizes = self.attention(0)
         self.heads = [w.shape[0] for w in weights]  # per layer (weights of image 0: heads x HW x HW each)
-        self.figure = Figure(figsize=(7.5, 2.9), dpi=100)
+        if vmax is None:
+            vmax = shared_scale([w for i in range(min(16, len(images))) for w in self.attention(i)[1]])
+        self.vmax = vmax
+        self.figure = Figure(figsize=(8.2, 2.9), dpi=100)
         self.axes = self.figure.subplots(1, 3)
-        self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.06)
+        self.figure.subplots_adjust(left=0.01, right=0.9, bottom=0.02, top=0.82, wspace=0.06)
         self._artists: dict[str, object] | None = None
         self.state: dict[str, int] = {}
         self.status_text = ""
@@ -343,12 +306,14 @@ class AttentionExplorer:
         amap = self.query_map(index, y, x, head, layer)
         img = to_display(self.display_images[index])
         top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
-        blend = overlay(img, amap)
+        blend = overlay(img, amap, self.vmax)
         truth = f"true {self._name(self.labels[index])}, " if self.labels is not None else ""
         ax_img, ax_map, ax_over = self.axes
         if self._artists is None:  # first call: create the artists once
-            a = {"img": ax_img.imshow(img), "map": ax_map.imshow(amap.numpy(), cmap="inferno"),
-                 "over": ax_over.imshow(blend)}
+            a = {"img": ax_img.imshow(img), "over": ax_over.imshow(blend),
+                 "map": ax_map.imshow(amap.numpy() * amap.numel(), cmap="inferno", vmin=0, vmax=self.vmax)}
+            bar_axes = self.figure.add_axes((0.915, 0.08, 0.015, 0.7))
+            self.figure.colorbar(a["map"], cax=bar_axes).set_label(UNIFORM_LABEL, fontsize=8)
             a["box_img"] = ax_img.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
             a["box_map"] = ax_map.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
             a["box_over"] = ax_over.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
@@ -359,11 +324,10 @@ class AttentionExplorer:
         a = self._artists
         a["img"].set_data(img)
         a["over"].set_data(blend)
-        a["map"].set_data(amap.numpy())
+        a["map"].set_data(amap.numpy() * amap.numel())
         a["map"].set_extent((-0.5, map_size[1] - 0.5, map_size[0] - 0.5, -0.5))
         ax_map.set_xlim(-0.5, map_size[1] - 0.5)
         ax_map.set_ylim(map_size[0] - 0.5, -0.5)
-        a["map"].set_clim(float(amap.min()), float(amap.max()))
         for key in ("box_img", "box_over"):
             a[key].set_xy((left - 0.5, top - 0.5))
             a[key].set_width(w)
@@ -372,7 +336,7 @@ class AttentionExplorer:
         ax_img.set_title(f"image {index}\n{truth}predicted {self._name(pred)}", fontsize=10)
         ax_map.set_title(f"{map_size[0]}x{map_size[1]} map = row {y * map_size[1] + x}\n"
                          f"(layer {layer}, head {head})", fontsize=10)
-        ax_over.set_title(f"overlay (min..max stretched)\n{weight_range(amap)}", fontsize=10)
+        ax_over.set_title(f"overlay\n{weight_range(amap)}", fontsize=10)
         self.state = dict(index=index, y=y, x=x, head=head, layer=layer)
         self.status_text = f"image {index}, pixel (y={y}, x={x}), head {head}, layer {layer}"
         buf = io.BytesIO()

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from sacnn_helpers import (AttentionMemoryError, CNNWithoutAttention, CNNWithSelfAttention, SelfAttention,
+                           relative_position_index,
                            attention_map, attention_scores, capture_attention, from_tokens, pixel_index, to_tokens)
 
 
@@ -216,3 +217,116 @@ def test_tutorial_cnn_shapes_and_capture():
     n_attention = sum(p.numel() for p in model.attention.parameters())
     assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters()) == n_attention
     assert n_attention == 3 * (64 * 64 + 64) + 1
+
+
+# --- fused attention for every input layout ----------------------------------------------------------
+
+def test_sdpa_gets_stride_one_heads_for_nchw_and_channels_last(monkeypatch):
+    """The fused SDPA kernels need stride 1 along each head's channels; a plain NCHW map used to give H*W."""
+    import torch.nn.functional as F
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        seen.append(tuple(t.stride(-1) for t in (q, k, v)))
+        return real(q, k, v, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    layer = make_layer(c=8, heads=2)
+    x = torch.randn(2, 8, 4, 5)
+    with torch.no_grad():
+        nchw = layer(x)
+        channels_last = layer(x.contiguous(memory_format=torch.channels_last))
+        explicit, _ = layer(x, return_attention=True)
+    assert seen == [(1, 1, 1), (1, 1, 1)]
+    torch.testing.assert_close(nchw, channels_last)
+    torch.testing.assert_close(nchw, explicit, atol=1e-5, rtol=1e-5)
+
+
+# --- cosine attention, relative position, gamma's start, uniform attention ---------------------------------
+
+def test_relative_position_index_matches_a_naive_loop():
+    h, w = 3, 4
+    index = relative_position_index(h, w)
+    assert index.shape == (12, 12)
+    for qy in range(h):
+        for qx in range(w):
+            for ky in range(h):
+                for kx in range(w):
+                    dy, dx = ky - qy, kx - qx
+                    assert index[qy * w + qx, ky * w + kx] == (dy + h - 1) * (2 * w - 1) + (dx + w - 1)
+    assert int(index.max()) == (2 * h - 1) * (2 * w - 1) - 1 and len(index.unique()) == (2 * h - 1) * (2 * w - 1)
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+@pytest.mark.parametrize("position", [None, "relative"])
+def test_every_option_gives_the_same_output_on_both_paths(qk_norm, position):
+    torch.manual_seed(0)
+    layer = SelfAttention(8, heads=2, qk_norm=qk_norm, position=position, size=(3, 4), gamma_init=0.7)
+    if position:
+        with torch.no_grad():
+            layer.position_table.normal_()
+    x = torch.randn(2, 8, 3, 4)
+    with torch.no_grad():
+        fast = layer(x)
+        explicit, weights = layer(x, return_attention=True)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 12))
+    # the returned weights are the true ones: scores by hand, bias included
+    q = layer.query(x).reshape(2, 2, 4, 12).transpose(-2, -1)
+    k = layer.key(x).reshape(2, 2, 4, 12).transpose(-2, -1)
+    if qk_norm:
+        t = layer.log_temperature.exp().view(1, 2, 1, 1)
+        scores = t * torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(k, dim=-1).transpose(-2, -1)
+    else:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(4)
+    if position:
+        scores = scores + layer.position_table[:, relative_position_index(3, 4)]
+    torch.testing.assert_close(weights, torch.softmax(scores, -1).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_relative_bias_depends_only_on_the_offset():
+    layer = SelfAttention(4, position="relative", size=(4, 4), residual=False)
+    with torch.no_grad():
+        for conv in (layer.query, layer.key):  # zero scores: only the position bias is left
+            conv.weight.zero_()
+            conv.bias.zero_()
+        layer.position_table.normal_(generator=torch.Generator().manual_seed(0))
+        _, weights = layer(torch.randn(1, 4, 4, 4), return_attention=True)
+    bias = layer.position_bias()[0]
+    # query (1, 1) looking at (2, 3) and query (0, 0) looking at (1, 2): the same offset (1, 2)
+    assert bias[1 * 4 + 1, 2 * 4 + 3] == bias[0, 1 * 4 + 2]
+    torch.testing.assert_close(weights[0, 0], torch.softmax(bias, -1))
+
+
+def test_relative_position_needs_the_map_size():
+    with pytest.raises(ValueError, match="needs size"):
+        SelfAttention(4, position="relative")
+    layer = SelfAttention(4, position="relative", size=(4, 4))
+    with pytest.raises(ValueError, match="built for 4x4 maps, got 8x8"):
+        layer(torch.randn(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="position must be None or 'relative'"):
+        SelfAttention(4, position="absolute")
+
+
+def test_gamma_starts_where_asked():
+    assert SelfAttention(4).gamma.item() == 0.0 and SelfAttention(4, gamma_init=0.5).gamma.item() == 0.5
+
+
+def test_uniform_attention_averages_exactly_and_restores_the_layer():
+    from sacnn_helpers import uniform_attention
+    torch.manual_seed(0)
+    layer = SelfAttention(8, heads=2, qk_norm=True, position="relative", size=(3, 3), gamma_init=0.5)
+    x = torch.randn(2, 8, 3, 3)
+    with torch.no_grad():
+        before = layer(x)
+        with uniform_attention(layer):
+            fast = layer(x)
+            explicit, weights = layer(x, return_attention=True)
+        after = layer(x)
+        v = layer.value(x).flatten(2).mean(-1)[..., None, None]  # each channel's mean over the pixels
+    assert torch.equal(weights, torch.full((2, 2, 9, 9), 1 / 9))
+    torch.testing.assert_close(fast, 0.5 * v.expand_as(x) + x)
+    torch.testing.assert_close(explicit, fast)
+    torch.testing.assert_close(after, before)
+    assert not torch.allclose(fast, before)

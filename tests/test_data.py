@@ -44,7 +44,7 @@ def test_reads_official_layout(tiny_cifar):
     # channel-major rows: red plane first, then green, then blue, each 32 rows of 32 pixels
     images, labels = batches["data_batch_2"]
     np.testing.assert_array_equal(train.images[3:6].numpy(), images)
-    assert train.targets[3:6].tolist() == labels
+    assert train.labels[3:6].tolist() == labels
     image, label = test[1]
     assert image.dtype == torch.float32 and image.shape == (3, 32, 32)
     assert torch.allclose(image * 255, torch.from_numpy(batches["test_batch"][0][1]).float())
@@ -115,12 +115,33 @@ def test_booby_trapped_batch_is_refused_and_nothing_runs(tiny_cifar, planted):
 def test_real_cifar10_when_present(real_cifar10):
     test = load_cifar10(train=False, download=False)
     assert len(test) == 10_000
-    assert torch.bincount(test.targets).tolist() == [1000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
 
 
 def test_one_set_of_cifar10_statistics_in_0_255_units(tiny_cifar):
     assert [m / 255 for m in data.CIFAR10_MEAN] == [0.4914, 0.4822, 0.4465]  # what example_feature_map uses
     assert [s / 255 for s in data.CIFAR10_STD] == [0.2470, 0.2435, 0.2616]
-    from sacnn_helpers.training import load_cifar10_tensors
-    loaded = load_cifar10_tensors(tiny_cifar[0])  # training: the same statistics rounded to 0.1
+    loaded = load_cifar10(tiny_cifar[0], download=False)  # training: the same statistics rounded to 0.1
     assert loaded.mean == [125.3, 123.0, 113.9] and loaded.std == [63.0, 62.1, 66.7]
+
+
+def test_load_dataset_downloads_like_load_cifar10(tmp_path, monkeypatch, tiny_cifar):
+    """One rule for both: a learner who opens the training notebook first, on a machine with internet,
+    gets CIFAR-10 downloaded by load_dataset("cifar10") too."""
+    import shutil
+    from sacnn_helpers import load_dataset, load_recipe_data, get_recipe
+    calls = []
+
+    def fake_download(root):  # stands in for torchvision's download: unpacks the tiny folder into root
+        calls.append(root)
+        shutil.copytree(tiny_cifar[0] / "cifar-10-batches-py", root / "cifar-10-batches-py")
+
+    monkeypatch.setattr(data, "_download", fake_download)
+    train, test = load_dataset("cifar10", tmp_path / "fresh")
+    assert calls == [tmp_path / "fresh"] and len(train) == 15 and len(test) == 2
+    shutil.rmtree(tmp_path / "fresh")
+    split = load_recipe_data(get_recipe("smoke", val_size=5, train_limit=None), tmp_path / "fresh")
+    assert len(calls) == 2 and len(split["val"]) == 5 and len(split["train"]) == 10
+    with pytest.raises(CIFAR10NotFoundError):
+        load_dataset("cifar10", tmp_path / "other", download=False)
+    assert len(calls) == 2

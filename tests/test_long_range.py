@@ -4,15 +4,15 @@ import json
 import pytest
 import torch
 
+from sacnn_helpers import (DATASETS, LongRangeCNN, build_model, build_recipe_model, get_device, get_recipe,
+                           load_recipe_data)
 from sacnn_helpers.data import LONG_RANGE_PALETTE, make_long_range
-from sacnn_helpers.models import LongRangeCNN, build_model
 from sacnn_helpers.train import build_parser
-from sacnn_helpers.training import DATASETS, build_recipe_model, get_device, get_recipe, load_dataset, prepare_data
 
 
 def test_deterministic_per_seed():
     a, b, c = make_long_range(200, seed=3), make_long_range(200, seed=3), make_long_range(200, seed=4)
-    assert torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert torch.equal(a.marks, b.marks) and torch.equal(a.colours, b.colours)
     assert not torch.equal(a.images, c.images)
 
@@ -20,13 +20,13 @@ def test_deterministic_per_seed():
 @pytest.mark.parametrize("n", [1, 2, 101, 1000])
 def test_labels_balanced(n):
     d = make_long_range(n, seed=0)
-    assert int(d.targets.sum()) == (n + 1) // 2
+    assert int(d.labels.sum()) == (n + 1) // 2
     assert d.images.shape == (n, 3, 12, 12) and d.images.dtype == torch.uint8
 
 
 def test_labels_match_colours():
     d = make_long_range(500, seed=1, num_colours=4)
-    assert torch.equal(d.targets.bool(), d.colours[:, 0] == d.colours[:, 1])
+    assert torch.equal(d.labels.bool(), d.colours[:, 0] == d.colours[:, 1])
     assert d.colours.min() >= 0 and d.colours.max() < 4
 
 
@@ -86,9 +86,9 @@ def test_registered_for_the_cli():
         assert get_recipe(name, "long-range").model == "LongRangeCNN"
     args = build_parser().parse_args(["--dataset", "long-range", "--recipe", "cpu", "--no-attention"])
     recipe = get_recipe(args.recipe, args.dataset)
-    data = prepare_data(load_dataset("long-range"), recipe)
-    assert len(data.train_labels) == 9000 and len(data.val_labels) == 1000 and len(data.test_labels) == 2000
-    model = build_recipe_model(recipe, data, attention=False)
+    data = load_recipe_data(recipe)
+    assert len(data["train"]) == 9000 and len(data["val"]) == 1000 and len(data["test"]) == 2000
+    model = build_recipe_model(recipe, data["train"], attention=False)
     assert model.config["attention"] is False and model.config["num_classes"] == 2
 
 
@@ -107,12 +107,12 @@ def test_tutorial_cnn_is_built_for_the_long_range_image_size(tmp_path):
     """CNNWithSelfAttention's Linear layer depends on the image size: 12x12 here, not the default 32x32."""
     from sacnn_helpers.train import main
     recipe = get_recipe("smoke", "long-range")
-    data = prepare_data(load_dataset("long-range"), recipe)
-    model = build_recipe_model(recipe, data, "CNNWithSelfAttention")
+    train = load_recipe_data(recipe)["train"]
+    model = build_recipe_model(recipe, train, "CNNWithSelfAttention")
     assert model.config["image_size"] == 12 and model.config["num_classes"] == 2
-    assert model(data.train_images[:2].float()).shape == (2, 2)
-    assert build_recipe_model(recipe, data, "CNNWithoutAttention").config["image_size"] == 12
-    assert build_recipe_model(recipe, data, "CNNWithSelfAttention", image_size=16).config["image_size"] == 16
+    assert model(train.images[:2].float()).shape == (2, 2)
+    assert build_recipe_model(recipe, train, "CNNWithoutAttention").config["image_size"] == 12
+    assert build_recipe_model(recipe, train, "CNNWithSelfAttention", image_size=16).config["image_size"] == 16
     out = tmp_path / "r.json"
     assert main(["--dataset", "long-range", "--recipe", "smoke", "--model", "CNNWithSelfAttention",
                  "--device", "cpu", "--quiet", "--out", str(out)]) == 0

@@ -5,15 +5,15 @@ from dataclasses import replace
 import pytest
 import torch
 
+import sacnn_helpers.checkpoints as checkpoints
 import sacnn_helpers.training as training
-from sacnn_helpers import (AttentionCNN, fit, CheckpointError, ImageData, Recipe, augment, get_recipe, load_model,
-                           prepare_data, register_dataset, register_model, register_recipe)
+from sacnn_helpers import (MODELS, AttentionCNN, CheckpointError, ImageSet, Recipe, augment, build_recipe_model, fit,
+                           get_recipe, load_dataset, load_model, split_data)
 from sacnn_helpers.data import CIFAR10NotFoundError, load_cifar10
 from sacnn_helpers.train import main
 
 
-@register_dataset("test-stripes")
-def stripes(data_dir=None) -> ImageData:
+def stripes() -> tuple[ImageSet, ImageSet]:
     """Tiny learnable data: class 0 has a bright top half, class 1 a bright bottom half, plus noise
     (top/bottom, not left/right: horizontal flips must not change the class)."""
     g = torch.Generator().manual_seed(0)
@@ -26,17 +26,16 @@ def stripes(data_dir=None) -> ImageData:
         x[~top, :, 4:, :] += 120
         return x.to(torch.uint8), labels
 
-    tr, trl = make(96)
-    te, tel = make(32)
-    return ImageData(tr, trl, te, tel, classes=["top", "bottom"], source="synthetic")
+    train, test = make(96), make(32)
+    return (ImageSet(*train, classes=["top", "bottom"], source="synthetic"),
+            ImageSet(*test, classes=["top", "bottom"], source="synthetic"))
 
 
-TINY = register_recipe(Recipe(name="tiny", dataset="test-stripes", model="AttentionCNN",
-                              model_config=dict(widths=[8, 8], attention_at=[1]), epochs=3, batch_size=16,
-                              lr=0.05, val_size=16, description="unit tests"))
+TINY = Recipe(name="tiny", dataset="test-stripes", model="AttentionCNN",
+              model_config=dict(widths=[8, 8], attention_at=[1]), epochs=3, batch_size=16, lr=0.05, val_size=16,
+              description="unit tests")
 
 
-@register_model
 class DropoutCNN(AttentionCNN):
     """AttentionCNN with dropout before its head: a model that draws from the global RNG while training."""
 
@@ -45,13 +44,18 @@ class DropoutCNN(AttentionCNN):
         return self.head(torch.nn.functional.dropout(features, 0.5, self.training))
 
 
-TINY_DROPOUT = register_recipe(replace(TINY, name="tiny-dropout", model="DropoutCNN"))
+MODELS["DropoutCNN"] = DropoutCNN  # so load_model can rebuild it
+TINY_DROPOUT = replace(TINY, name="tiny-dropout", model="DropoutCNN")
+
+
+def tiny_data(recipe=TINY):
+    return split_data(*stripes(), recipe.val_size)
 
 
 def tiny_run(seed=0, recipe=TINY, **kwargs):
-    data = prepare_data(stripes(), recipe)
+    data = tiny_data(recipe)
     torch.manual_seed(seed)
-    model = training.build_recipe_model(recipe, data)
+    model = build_recipe_model(recipe, data["train"])
     return model, fit(model, data, recipe, device="cpu", seed=seed, progress=False, **kwargs)
 
 
@@ -129,11 +133,12 @@ def test_evaluate_with_flip_averages_the_mirrored_logits():
 
 def test_recipes_are_keyed_by_dataset():
     assert get_recipe("cpu").dataset == "cifar10" and get_recipe("smoke").epochs == 1
-    assert get_recipe("tiny", "test-stripes") is TINY
+    assert get_recipe("cpu", "long-range").model == "LongRangeCNN"
+    assert get_recipe("cpu", epochs=2).epochs == 2 and get_recipe("cpu").epochs == 6  # changes make a copy
     with pytest.raises(ValueError, match="recipes for 'cifar10': .*cpu"):
-        get_recipe("tiny")  # exists only for test-stripes
+        get_recipe("tiny")
     with pytest.raises(ValueError, match="unknown dataset"):
-        training.load_dataset("no-such-data")
+        load_dataset("no-such-data")
 
 
 def test_learning_rate_rises_then_falls_to_zero():
@@ -142,13 +147,13 @@ def test_learning_rate_rises_then_falls_to_zero():
     assert lrs[0] < 0.02 and lrs[-1] < 0.003 and all(b <= a for a, b in zip(lrs[19:], lrs[20:]))
 
 
-def test_prepare_data_holds_out_a_fixed_validation_split():
-    data = prepare_data(stripes(), TINY)
-    again = prepare_data(stripes(), TINY)
-    assert len(data.val_labels) == 16 and len(data.train_labels) == 80
-    assert torch.equal(data.val_images, again.val_images)
-    both = torch.cat([data.train_images, data.val_images]).flatten(1)
+def test_split_data_holds_out_a_fixed_validation_split():
+    data, again = tiny_data(), tiny_data()
+    assert len(data["val"]) == 16 and len(data["train"]) == 80 and len(data["test"]) == 32
+    assert torch.equal(data["val"].images, again["val"].images)
+    both = torch.cat([data["train"].images, data["val"].images]).flatten(1)
     assert len(torch.unique(both, dim=0)) == 96  # no image in both splits
+    assert data["val"].mean == data["train"].mean  # one set of statistics for all splits
 
 
 def test_attention_cnn_checks_its_arguments_and_records_gamma():
@@ -222,7 +227,9 @@ def test_a_reworded_recipe_description_keeps_the_checkpoint_but_a_changed_settin
     (["--dataset", "nope"], "unknown --dataset 'nope'"),
     (["--model", "Nope"], "unknown --model 'Nope'"),
     (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--heads", "0"], "--heads must be at least 1"),
+    (["--position", "absolute"], "invalid choice: 'absolute'"),
     (["--seed", "x"], "invalid int value"),
     (["--data-dir", "/no/such/folder"], "is not a folder"),
 ])
@@ -259,3 +266,116 @@ def test_cli_smoke_run_writes_the_json_schema(tmp_path, capsys):
     assert 0 <= result["test_accuracy"] <= 1 and result["epochs"] == len(result["history"]) == 1
     assert {"train_loss", "val_accuracy", "gammas"} <= set(result["history"][0])
     assert "test accuracy" in capsys.readouterr().out
+
+
+# --- bugs found in review: each test failed before its fix ------------------------------------------
+
+def test_a_refused_resume_leaves_the_callers_weights_alone(tmp_path):
+    path = tmp_path / "run.pt"
+    tiny_run(seed=0, checkpoint=path)
+    data = tiny_data()
+    torch.manual_seed(1)
+    model = build_recipe_model(TINY, data["train"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="another run"):
+        fit(model, data, TINY, device="cpu", seed=1, progress=False, checkpoint=path)
+    for k, v in model.state_dict().items():  # not the other run's weights
+        assert torch.equal(v, before[k]), k
+
+
+def test_evaluate_restores_the_training_mode():
+    model = AttentionCNN(widths=[8, 8], attention_at=[1], image_size=8)
+    images, labels = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8), torch.tensor([0, 1] * 3)
+    model.train()
+    training.evaluate(model, images, labels, [100.0] * 3, [50.0] * 3)
+    assert all(m.training for m in model.modules())
+    model.eval()
+    training.evaluate(model, images, labels, [100.0] * 3, [50.0] * 3)
+    assert not any(m.training for m in model.modules())
+
+
+def test_a_checkpoint_carries_what_is_needed_to_feed_its_model(tmp_path):
+    from sacnn_helpers import normalise
+    _, result = tiny_run(checkpoint=tmp_path / "run.pt")
+    model, meta = load_model(tmp_path / "run.pt")
+    data = tiny_data()
+    assert meta["mean"] == data["train"].mean and meta["std"] == data["train"].std
+    assert meta["classes"] == ["top", "bottom"] == result["classes"]
+    x = normalise(data["test"].images, meta["mean"], meta["std"])
+    accuracy = float((model(x).argmax(1) == data["test"].labels).float().mean())
+    assert accuracy == pytest.approx(training.evaluate(model, data["test"].images, data["test"].labels,
+                                                       meta["mean"], meta["std"])[1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cli_takes_a_numbered_cuda_device(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--device", "cuda:1", "--recipe", "smoke"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid choice" not in err and "'cuda:1' was asked for but torch sees no CUDA" in err
+
+
+def test_get_device_checks_the_gpu_number(monkeypatch):
+    from sacnn_helpers import get_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert get_device("cuda:1") == torch.device("cuda", 1) and get_device("cuda") == torch.device("cuda")
+    with pytest.raises(RuntimeError, match="sees 2 CUDA GPU.*cuda:0..cuda:1"):
+        get_device("cuda:2")
+
+
+# --- the GPU path, exercised on the CPU ------------------------------------------------------------------
+
+class ReadBackCounter:
+    """Counts the ways a tensor's value can reach Python (each one waits for a GPU to finish its work)."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+            real = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _real=real, **kwargs):
+                self.count += 1
+                return _real(tensor, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+def test_an_epoch_reads_values_back_only_at_logging_intervals(monkeypatch):
+    data = tiny_data()
+    model = build_recipe_model(TINY, data["train"])
+    optimizer = training.make_optimizer(model, TINY)
+    train = dict(images=data["train"].images, labels=data["train"].labels,
+                 mean=torch.tensor(data["train"].mean).view(-1, 1, 1), std=torch.tensor(data["train"].std).view(-1, 1, 1))
+    for progress, log_every, expected in [(False, 10, 1), (True, 100, 3), (True, 2, 4)]:
+        recipe = replace(TINY, log_every=log_every)  # 80 images, batch 16: 5 steps
+        counter = ReadBackCounter(monkeypatch)
+        training.train_one_epoch(model, optimizer, train, recipe, epoch=0, total_steps=15, seed=0, progress=progress)
+        monkeypatch.undo()
+        # one read at the end of the epoch; with a progress bar also at steps 0, 2, 4 (log_every=2) or 0 and 4
+        assert counter.count == expected, (progress, log_every)
+
+
+def test_bf16_autocast_trains_with_float32_batchnorm_and_softmax():
+    recipe = replace(TINY, amp=True)
+    model, result = tiny_run(recipe=recipe)
+    assert result["amp"] is True and result["test_accuracy"] > 0.8
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(t.dtype == torch.float32 for m in norms for t in (*m.parameters(), *m.buffers())
+                         if t.is_floating_point())
+    from sacnn_helpers import attention_weights
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention_weights(torch.randn(2, 3, 3, dtype=torch.bfloat16)).dtype == torch.float32
+
+
+def test_amp_is_on_for_cuda_only_by_default():
+    _, result = tiny_run()
+    assert result["amp"] is False and TINY.amp is None
+
+
+def test_torch_compile_trains_the_same_model():
+    pytest.importorskip("torch._dynamo")
+    plain_model, plain = tiny_run(recipe=replace(TINY, epochs=1))
+    compiled_model, compiled = tiny_run(recipe=replace(TINY, epochs=1, compile=True))
+    assert compiled["compile"] is True and type(compiled_model).__name__ == "AttentionCNN"
+    for a, b in zip(plain_model.state_dict().values(), compiled_model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)  # fused kernels round differently

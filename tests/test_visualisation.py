@@ -6,9 +6,9 @@ from sacnn_helpers import CNNWithoutAttention, CNNWithSelfAttention, pixel_index
 from sacnn_helpers.models import AttentionCNN
 import numpy as np
 
-from sacnn_helpers.visualisation import (AttentionExplorer, collect_attention, map_cell, map_pixel,
-                                         mean_attention_distance, overlay, plot_attention_grid, plot_query,
-                                         uniform_attention_distance, upsample_map, weight_range)
+from sacnn_helpers import collect_attention, mean_attention_distance, uniform_attention_distance
+from sacnn_helpers.visualisation import (AttentionExplorer, map_cell, map_pixel, overlay, plot_attention_grid,
+                                         plot_query, shared_scale, show_heatmaps, upsample_map, weight_range)
 
 H = W = 8
 
@@ -40,7 +40,7 @@ def test_displayed_map_is_the_query_pixels_row(y, x):
     shown = torch.as_tensor(explorer._artists["map"].get_array())  # what the figure draws
     expected = torch.zeros(H, W)
     expected[(y + 3) % H, (2 * x + 1) % W] = 1.0
-    assert torch.equal(shown.float(), expected)
+    assert torch.equal(shown.float(), expected * H * W)  # drawn in units of x uniform
     assert torch.equal(explorer.query_map(0, y, x), expected)
     # The tutorial's x*y picks another pixel's row (for these pixels), so it would show another map.
     wrong = planted_weights()[0, x * y].reshape(H, W)
@@ -164,14 +164,33 @@ def test_mean_attention_distance():
         mean_attention_distance(torch.ones(1, 10, 10), H, W)
 
 
-def test_overlay_lights_the_most_attended_block_and_says_the_range():
+def test_overlay_colours_each_block_on_the_shared_scale_and_says_the_range():
+    import matplotlib.pyplot as plt
     image = np.full((4, 4, 3), 0.5)
-    amap = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
-    out = overlay(image, amap, floor=0.2)
+    amap = torch.tensor([[0.1, 0.2], [0.3, 0.4]])  # 0.4x, 0.8x, 1.2x, 1.6x uniform
+    out = overlay(image, amap, vmax=3.2, alpha=1.0)  # alpha 1: the colours alone
     assert out.shape == (4, 4, 3)
-    np.testing.assert_allclose(out[2:, 2:], 0.5)  # the largest weight's block keeps its brightness
-    np.testing.assert_allclose(out[:2, :2], 0.1)  # the smallest weight's block keeps `floor` of it
+    inferno = plt.get_cmap("inferno")
+    np.testing.assert_allclose(out[0, 0], inferno(0.4 / 3.2)[:3])  # not stretched: 0.4x is dark, not black
+    np.testing.assert_allclose(out[3, 3], inferno(1.6 / 3.2)[:3])  # and 1.6x is mid-scale, not the top
+    np.testing.assert_allclose(overlay(image, amap, vmax=3.2, alpha=0.0), image)  # alpha 0: the (grey) image
     assert weight_range(amap) == "weights 0.4x..1.6x uniform"
+
+
+def test_shared_scale_never_stretches_near_uniform_maps():
+    flat = torch.full((2, 16, 16), 1 / 16)
+    assert shared_scale(flat) == 2.0  # at least 2x uniform: a flat map stays one flat colour
+    sharp = torch.eye(16)[None]
+    assert shared_scale([flat, sharp]) == 16.0
+
+
+def test_heatmaps_share_one_colour_scale():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = show_heatmaps(torch.stack([torch.zeros(3, 3), torch.ones(3, 3) * 2]), titles=["a", "b"])
+    assert {ax.images[0].get_clim() for ax in axes.flat} == {(0.0, 2.0)}
+    plt.close("all")
 
 
 def test_mean_attention_distance_stays_on_the_weights_device():
@@ -204,12 +223,13 @@ def test_pictures_take_weights_straight_from_a_forward_pass():
     weights = planted_weights(heads=2)[None].repeat(2, 1, 1, 1).requires_grad_()  # B x heads x HW x HW
     images = torch.rand(2, 3, 32, 32)
     fig = plot_attention_grid(images, weights, [(1, 2), (5, 6)], (H, W), head=1)
-    assert len(fig.axes) == 2 * 3
+    assert len(fig.axes) == 2 * 3 + 1  # and one colour bar
     assert fig.axes[1].get_xlabel() == "weights 0.0x..64.0x uniform"  # one-hot rows: `weight_range` under each
     fig, axes = plt.subplots(1, 3)
     plot_query(*axes, images[0], weights[0, 0], 2, 5, (H, W))
-    shown = torch.as_tensor(axes[1].images[0].get_array())
-    assert torch.equal(shown.float(), planted_weights()[0, 2 * W + 5].reshape(H, W))
-    assert overlay(np.ones((32, 32, 3)), weights[0, 0, :H, :W]).shape == (32, 32, 3)
+    shown = torch.as_tensor(axes[1].images[0].get_array())  # in units of x uniform
+    assert torch.equal(shown.float(), planted_weights()[0, 2 * W + 5].reshape(H, W) * H * W)
+    assert axes[1].images[0].get_clim() == (0, 64.0)
+    assert overlay(np.ones((32, 32, 3)), weights[0, 0, :H, :W], vmax=2.0).shape == (32, 32, 3)
     assert not upsample_map(weights[0, 0, :2, :2], (4, 4)).requires_grad
     plt.close("all")

@@ -1,0 +1,122 @@
+"""Recipes: named training presets (model, data sizes, optimiser, schedule, speed switches) per data set."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch.nn as nn
+
+from .data import ImageSet, load_dataset, split_data
+from .models import build_model
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training preset for one data set.
+
+    Optimiser: SGD with Nesterov momentum; weight decay on conv/linear weights only (not on BatchNorm,
+    biases or attention `gamma`, and not on the query/key weights when `qk_weight_decay` is False); the
+    learning rate rises linearly from 0 to `lr` over the first `warmup` fraction of steps and falls
+    linearly back to 0. Augmentation: random shifts of up to `translate` pixels and horizontal flips, on
+    uint8 batches on the training device. Speed switches: `amp` (bf16 autocast; None = on for CUDA only),
+    `compile` (`torch.compile`), `channels_last`, `tf32` (CUDA float32 matmuls), `deterministic`.
+    """
+
+    name: str
+    dataset: str = "cifar10"
+    model: str = "AttentionCNN"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 256  # the global batch: split over the processes of a torchrun launch
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    warmup: float = 0.2
+    translate: int = 2
+    flip: bool = True
+    val_size: int = 5000
+    train_limit: int | None = None  # use only this many training images (smoke runs)
+    test_limit: int | None = None
+    flip_test: bool = True  # average the logits of each image and its mirror, for validation and test alike
+    qk_weight_decay: bool = True
+    attention_lr_scale: float = 1.0  # learning rate of query/key, temperature and position table, times lr
+    amp: bool | None = None
+    compile: bool = False
+    channels_last: bool = True
+    tf32: bool = True
+    deterministic: bool = False
+    log_every: int = 10  # steps between progress-bar updates (the only time the loss is read back)
+    description: str = ""
+
+    def settings(self) -> dict[str, Any]:
+        """What decides a run's result, to compare with a checkpoint's: every field but the description and
+        the switches that only change speed or display."""
+        skip = {"description", "log_every", "compile"}
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+
+# recipes[dataset][name]: `--recipe cpu` means different settings on different data
+RECIPES: dict[str, dict[str, Recipe]] = {
+    "cifar10": {
+        "cpu": Recipe(
+            name="cpu", model="AttentionCNN",
+            model_config=dict(widths=[32, 64, 128], attention_at=[2], heads=1),
+            epochs=6, batch_size=256, lr=0.2,
+            description="5-8 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 6 epochs"),
+        "smoke": Recipe(
+            name="smoke", model="AttentionCNN",
+            model_config=dict(widths=[16, 32, 64], attention_at=[2], heads=1),
+            epochs=1, batch_size=64, lr=0.1, val_size=256, train_limit=1024, test_limit=512,
+            description="seconds: a tiny subset for one epoch, to check that everything runs (CI)"),
+    },
+    "long-range": {
+        "cpu": Recipe(
+            name="cpu", dataset="long-range", model="LongRangeCNN",
+            model_config=dict(depth=3, width=32, attention_after=1),
+            epochs=3, batch_size=64, lr=0.05, label_smoothing=0.0, translate=0, flip=True, val_size=1000,
+            description="about a minute on a 2-core CPU: LongRangeCNN depth 3 (receptive field 7 px), "
+                        "attention after block 1, 9,000 12x12 images, 3 epochs"),
+        "smoke": Recipe(
+            name="smoke", dataset="long-range", model="LongRangeCNN",
+            model_config=dict(depth=3, width=8, attention_after=1),
+            epochs=1, batch_size=64, lr=0.05, label_smoothing=0.0, translate=0, flip=True, val_size=200,
+            train_limit=512, test_limit=256,
+            description="seconds: a tiny subset for one epoch, to check that everything runs (CI)"),
+    },
+}
+
+
+def get_recipe(name: str, dataset: str = "cifar10", **changes: Any) -> Recipe:
+    """The recipe `name` for `dataset`, with any field changed by keyword (a clear error lists the recipes)."""
+    if name not in RECIPES.get(dataset, {}):
+        known = ", ".join(sorted(RECIPES.get(dataset, {}))) or "none"
+        raise ValueError(f"no recipe {name!r} for dataset {dataset!r}; recipes for {dataset!r}: {known}")
+    return replace(RECIPES[dataset][name], **changes)
+
+
+def build_recipe_model(recipe: Recipe, train: ImageSet | None = None, model: str | None = None,
+                       **overrides: Any) -> nn.Module:
+    """Build the recipe's model (or the class named `model`, with its defaults) sized for `train`.
+
+    With `train`: `num_classes`, `in_channels` and `image_size` come from its classes and images (every
+    model takes them). `overrides` win over both.
+    """
+    name = model or recipe.model
+    config = dict(recipe.model_config) if name == recipe.model else {}
+    if train is not None:
+        _, channels, height, width = train.images.shape
+        if height != width:
+            raise ValueError(f"the models take square images; these are {height}x{width}: crop or resize them")
+        config.setdefault("num_classes", len(train.classes))
+        config.setdefault("in_channels", int(channels))
+        config.setdefault("image_size", int(height))
+    config.update(overrides)
+    return build_model(name, **config)
+
+
+def load_recipe_data(recipe: Recipe, data_dir: str | None = None, download: bool = True) -> dict[str, ImageSet]:
+    """The recipe's data set split as it trains on it: {"train", "val", "test"} (`load_dataset`, then
+    `split_data` with the recipe's validation size and limits)."""
+    train, test = load_dataset(recipe.dataset, data_dir, download=download)
+    return split_data(train, test, recipe.val_size, recipe.train_limit, recipe.test_limit)

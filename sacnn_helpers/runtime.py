@@ -1,0 +1,157 @@
+"""Where and how code runs: the device, seeds, GPU switches, and the processes of a torchrun launch."""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+SMOKE_ENV = "SACNN_SMOKE"
+
+
+def is_smoke_run() -> bool:
+    """True when $SACNN_SMOKE is set (CI and the test command): notebooks shrink data and epochs."""
+    return os.environ.get(SMOKE_ENV, "") not in ("", "0", "false", "False")
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def get_device(name: str | torch.device = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU; `cpu`, `cuda`, `cuda:N` and `mps` are checked."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {name!r} was asked for but torch sees {torch.cuda.device_count()} CUDA "
+                               f"GPU(s), cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not _mps_available():
+            raise RuntimeError(f"device {name!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'")
+    elif device.type != "cpu":
+        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (GPU kernels run asynchronously): call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def configure_backends(device: torch.device, tf32: bool = True, deterministic: bool = False) -> None:
+    """GPU switches for a training run.
+
+    tf32: let float32 matrix products and convolutions on CUDA use TensorFloat-32 (about 10 bits of
+    mantissa, much faster on Ampere and later GPUs).
+    deterministic: make CUDA runs repeat bit for bit. Without it, a run on the same GPU repeats only
+    approximately: cuDNN picks convolution algorithms by timing them (`cudnn.benchmark`), and some
+    backward kernels (convolution weight gradients, the memory-efficient attention backward, index_add)
+    sum in a varying order with atomic adds. With it, cuDNN uses fixed deterministic algorithms, cuBLAS a
+    fixed workspace, and torch raises an error for any operation that has no deterministic version
+    (`torch.use_deterministic_algorithms`); it can be slower. CPU runs repeat bit for bit for the same
+    thread count either way.
+    """
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True)
+
+
+# --- torchrun: one process per device, gradients averaged by DistributedDataParallel --------------
+
+def world_size() -> int:
+    """Processes in the run: 1 unless launched by torchrun with --nproc_per_node > 1 (and initialised)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's number, 0..world_size()-1; 0 writes files and shows progress."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment of a torchrun launch with several processes is set."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ
+
+
+def init_distributed(device_name: str = "auto") -> torch.device:
+    """Join torchrun's process group and return this process's device.
+
+    NCCL on CUDA (process LOCAL_RANK takes cuda:LOCAL_RANK), gloo on the CPU. Outside torchrun it only
+    returns `get_device(device_name)`.
+    """
+    if not launched_by_torchrun():
+        return get_device(device_name)
+    device = get_device(device_name)
+    local = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise RuntimeError(f"torchrun training runs on CUDA (NCCL) or the CPU (gloo), not on {device.type}")
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return device
+
+
+def barrier() -> None:
+    """Wait until every process gets here (does nothing in a single process)."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over all processes, in place, and return it (unchanged in a single process)."""
+    if world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def close_distributed() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def machine() -> dict[str, Any]:
+    """What ran the code: platform, processor, cores, torch threads and version, load, GPU name."""
+    import platform
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=str(torch.__version__),
+                load_average=load, gpu=gpu)

@@ -1,0 +1,82 @@
+"""torchrun: two gloo processes on the CPU train the same model as one process with the same global batch."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sacnn_helpers import get_recipe, load_recipe_data, read_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def train(tmp_path: Path, name: str, args: list[str], processes: int = 1) -> dict:
+    """Run the training CLI in `processes` processes (torchrun when more than one); returns its JSON."""
+    out, ckpt = tmp_path / f"{name}.json", tmp_path / f"{name}.pt"
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+              if processes > 1 else [sys.executable])
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # one thread per process, as torchrun sets by default
+    cmd = [*launch, "-m", "sacnn_helpers.train", *args, "--device", "cpu", "--quiet", "--out", str(out),
+           "--checkpoint", str(ckpt)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def weights(tmp_path: Path, name: str) -> dict:
+    return read_checkpoint(tmp_path / f"{name}.pt")["state_dict"]
+
+
+def test_two_processes_match_one_without_batchnorm(tmp_path):
+    """No BatchNorm, so the only difference is the order of floating-point sums: weights agree to 1e-4."""
+    args = ["--dataset", "long-range", "--recipe", "smoke", "--model", "CNNWithSelfAttention", "--epochs", "2"]
+    one = train(tmp_path, "one", args)
+    two = train(tmp_path, "two", args, processes=2)
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    for key, a in weights(tmp_path, "one").items():
+        torch.testing.assert_close(weights(tmp_path, "two")[key], a, atol=1e-4, rtol=1e-4, msg=key)
+    assert two["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1 / 256)  # at most one test image
+    assert [h["train_loss"] for h in two["history"]] == pytest.approx([h["train_loss"] for h in one["history"]],
+                                                                      rel=1e-4)
+
+
+def test_two_processes_on_the_smoke_recipe(tmp_path):
+    """With BatchNorm each process normalises its own half of the batch, so the runs differ a little: the
+    stated tolerance is 0.05 in training loss and 5 points of test accuracy (512 test images)."""
+    pytest.importorskip("sacnn_helpers")
+    try:
+        load_recipe_data(get_recipe("smoke"), download=False)
+    except FileNotFoundError:
+        pytest.skip("CIFAR-10 is not in data/ (the CI script materialises it)")
+    one = train(tmp_path, "one", ["--recipe", "smoke"])
+    two = train(tmp_path, "two", ["--recipe", "smoke"], processes=2)
+    assert two["world_size"] == 2 and two["train_images"] == one["train_images"] == 1024
+    assert two["test_images"] == 512  # every test image scored once: no padding
+    assert abs(two["history"][0]["train_loss"] - one["history"][0]["train_loss"]) < 0.05
+    assert abs(two["test_accuracy"] - one["test_accuracy"]) < 0.05
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "one.pt", "two.json", "two.pt"]
+
+
+def test_a_run_resumes_under_torchrun(tmp_path, monkeypatch):
+    """Epoch 1 of 2 in this process, interrupted; torchrun with 2 processes resumes from it."""
+    import sacnn_helpers.training as training
+    from sacnn_helpers import build_recipe_model, fit, seed_everything
+    recipe = get_recipe("smoke", "long-range", epochs=2)
+    data = load_recipe_data(recipe)
+    seed_everything(0)
+    model = build_recipe_model(recipe, data["train"])
+    real_save = training.save_checkpoint
+
+    def save_then_stop(path, model, **meta):
+        real_save(path, model, **meta)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, data, recipe, device="cpu", checkpoint=tmp_path / "run.pt", progress=False)
+    result = train(tmp_path, "run", ["--dataset", "long-range", "--recipe", "smoke", "--epochs", "2"], processes=2)
+    assert result["resumed_from"] == 1 and result["world_size"] == 2 and len(result["history"]) == 2
+    assert read_checkpoint(tmp_path / "run.pt")["meta"]["finished"]
