@@ -241,7 +241,7 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
     return _read_cifar10_folder(folder, train, transform)
 
 
-# === A synthetic task that needs long-range attention (notebook 08) ================================
+# === A synthetic task that needs long-range attention (notebook 09) ================================
 
 # Eight colours far apart from each other (RGB 0..255); `make_long_range` uses the first `num_colours`.
 LONG_RANGE_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),

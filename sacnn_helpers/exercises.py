@@ -1,32 +1,90 @@
-"""Check cells for the notebooks' exercises: say whether an answer is right, without giving it away."""
+"""Check cells for the notebooks' exercises: say whether an answer is right, without showing the answer.
+
+    check("07.1", row_of_3_6)                  # a value the learner works out
+    check("04.3", my_layer(x), x)              # a function the learner writes, compared on given inputs
+
+Each exercise has an entry in EXPECTED: a function that computes the expected value (from the inputs the
+check cell passes, if any). The check cell names the exercise, never the answer, so reading the cell does
+not give the answer away (reading this file does: it is here for teachers).
+"""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Callable
 
 import torch
 
+EXPECTED: dict[str, Callable[..., Any]] = {}
 
-def check(answer: Any, expected: Any, name: str = "answer", atol: float = 1e-4) -> None:
-    """Print whether `answer` matches `expected` ("correct" or "not yet (...)").
 
-    Numbers and tensors compare with tolerance `atol`; tuples, lists, torch.Size, strings and bools
-    compare exactly. An answer still set to None prints a reminder to fill it in.
+def exercise(key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the function computes the expected answer of exercise `key` ("NN.k": notebook, number)."""
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        EXPECTED[key] = fn
+        return fn
+    return register
+
+
+def _same(answer: Any, expected: Any, atol: float) -> tuple[bool, str]:
+    """(right?, a hint that does not reveal the expected value)."""
+    if isinstance(expected, bool):  # True is not 1: a yes/no question wants True or False
+        if not isinstance(answer, bool):
+            return False, f"answer True or False, got {type(answer).__name__} {answer!r}"
+        return answer is expected, "that is the other one"
+    if isinstance(answer, bool):
+        return False, f"expected a {type(expected).__name__}, got the bool {answer!r}"
+    if isinstance(expected, torch.Tensor) or isinstance(answer, torch.Tensor):
+        if not isinstance(answer, torch.Tensor):
+            return False, f"expected a tensor, got {type(answer).__name__}"
+        a, e = answer.detach().cpu().double(), torch.as_tensor(expected).detach().cpu().double()
+        if a.shape != e.shape:
+            return False, f"expected shape {tuple(e.shape)}, got {tuple(a.shape)}"
+        return bool(torch.allclose(a, e, atol=atol, rtol=0)), "same shape, but the values differ"
+    if isinstance(expected, (tuple, list, torch.Size)):
+        if not isinstance(answer, (tuple, list, torch.Size)):
+            return False, f"expected a {type(expected).__name__} of {len(expected)} items, got {type(answer).__name__}"
+        if len(answer) != len(expected):
+            return False, f"expected {len(expected)} items, got {len(answer)}"
+        return all(_same(a, e, atol)[0] for a, e in zip(answer, expected)), "at least one item is off"
+    if isinstance(expected, str):
+        return answer == expected, f"got {answer!r}"
+    try:
+        ok = math.isclose(float(answer), float(expected), abs_tol=atol, rel_tol=0)
+    except (TypeError, ValueError):
+        return False, f"expected a number, got {type(answer).__name__}"
+    if isinstance(expected, int) and not isinstance(answer, int) and ok:
+        return False, "right value, but give it as an int"
+    return ok, "not this number"
+
+
+def check(key: str, answer: Any, *inputs: Any, atol: float = 1e-4) -> None:
+    """Print whether `answer` to exercise `key` is right ("correct" or "not yet (hint)").
+
+    `inputs` are passed to the exercise's expected-value function (for exercises where the learner writes
+    a function and the check cell runs it on some inputs). An answer still None prints a reminder.
     """
+    if key not in EXPECTED:
+        raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(EXPECTED))}")
     if answer is None:
-        print(f"{name}: not answered yet - replace None with your answer and run this cell again")
+        print(f"exercise {key}: not answered yet - replace None with your answer and run this cell again")
         return
     try:
-        if isinstance(expected, torch.Tensor) or isinstance(answer, torch.Tensor):
-            a, e = torch.as_tensor(answer, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
-            ok = a.shape == e.shape and bool(torch.allclose(a, e, atol=atol, rtol=0))
-            hint = f"expected shape {tuple(e.shape)}, got {tuple(a.shape)}" if a.shape != e.shape else "values differ"
-        elif isinstance(expected, bool) or isinstance(expected, (str, tuple, list, torch.Size)):
-            ok = (tuple(answer) == tuple(expected) if isinstance(expected, (tuple, list, torch.Size))
-                  and isinstance(answer, (tuple, list, torch.Size)) else answer == expected)
-            hint = f"got {answer!r}"
-        else:
-            ok = abs(float(answer) - float(expected)) <= atol
-            hint = f"got {float(answer):.4g}"
-    except (TypeError, ValueError) as e:
+        ok, hint = _same(answer, EXPECTED[key](*inputs), atol)
+    except Exception as e:  # a learner's half-finished answer should not crash the check
         ok, hint = False, f"could not compare ({type(e).__name__}: {e})"
-    print(f"{name}: {'correct' if ok else 'not yet (' + hint + ')'}")
+    print(f"exercise {key}: {'correct' if ok else 'not yet (' + hint + ')'}")
+
+
+# === The expected answers, notebook by notebook ======================================================
+# (Each notebook's section is edited with that notebook.)
+
+# --- notebook 00 ---
+# --- notebook 01 ---
+# --- notebook 02 ---
+# --- notebook 03 ---
+# --- notebook 04 ---
+# --- notebook 05 ---
+# --- notebook 06 ---
+# --- notebook 07 ---
+# --- notebook 08 ---
+# --- notebook 09 ---

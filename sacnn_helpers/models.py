@@ -119,7 +119,7 @@ class AttentionCNN(nn.Module):
 
 
 class LongRangeCNN(nn.Module):
-    """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 08).
+    """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 09).
 
     `depth` blocks of conv 3x3 (padding 1) -> BatchNorm -> ReLU keep the image size; the attention layer
     (residual, `gamma` starting at `gamma_init`, 1.0 by default) follows block `attention_after`. The head
@@ -137,7 +137,7 @@ class LongRangeCNN(nn.Module):
         in_channels: channels of the input images.
         gamma_init: the attention layer's starting `gamma`. 1.0 here, not SAGAN's 0: with the SGD
             recipe and gamma starting at 0 the layer stayed off (gamma ~0.01, 50% accuracy after
-            6 epochs); starting at 1 it solves the task in 2-3 epochs (measured, notebook 08).
+            6 epochs); starting at 1 it solves the task in 2-3 epochs (measured, notebook 09).
     """
 
     def __init__(self, num_classes: int = 2, depth: int = 3, width: int = 32, attention: bool = True,

@@ -1,4 +1,4 @@
-"""Notebook 07's sliders in a real browser: JupyterLab driven by headless Chromium through Playwright.
+"""Notebook 08's sliders in a real browser: JupyterLab driven by headless Chromium through Playwright.
 
 The test copies the notebook (and the shipped weights) into a temporary folder, starts JupyterLab there,
 runs all cells, moves every slider one step with the keyboard and checks that the picture changes each
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = "07_attention_maps.ipynb"
+NOTEBOOK = "08_attention_maps.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 HOW = "install Chromium and Playwright to run it: `apt-get install -y chromium` and `pip install playwright`"
 # what the notebook's status line says after the explorer's first draw (8x8 map: query at its centre)

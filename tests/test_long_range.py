@@ -1,4 +1,4 @@
-"""The synthetic long-range task: generator, model and CLI registration (notebook 08)."""
+"""The synthetic long-range task: generator, model and CLI registration (notebook 09)."""
 import json
 
 import pytest
