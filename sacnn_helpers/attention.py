@@ -181,6 +181,7 @@ class SelfAttention(nn.Module):
             self.position_table = None
         self._captured: list[torch.Tensor] | None = None  # set by `capture_attention`
         self._uniform = False  # set by `uniform_attention`
+        self.use_sdpa = True  # False: always the explicit path (what SDPA's math fallback does), for timing
 
     def extra_repr(self) -> str:
         extras = "".join([", qk_norm=True" if self.qk_norm else "",
@@ -234,7 +235,7 @@ class SelfAttention(nn.Module):
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         self._check_input(x)
         b, c, h, w = x.shape
-        explicit = return_attention or self._captured is not None
+        explicit = return_attention or self._captured is not None or not self.use_sdpa
         if explicit:  # check before allocating anything
             need = attention_bytes(b, self.heads, h, w, torch.float32)
             if need > MAX_EXPLICIT_ATTENTION_GIB * 2**30:

@@ -354,7 +354,7 @@ def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int 
     """{"train", "val", "test"}: `val_size` training images held out for validation (the same ones for
     every run: the split has its own fixed seed), and at most `train_limit` / `test_limit` images kept."""
     n = len(train)
-    if val_size >= n:
+    if not 0 <= val_size < n:
         raise ValueError(f"val_size={val_size} images held out for validation, but the training set has only "
                          f"{n}; hold out fewer")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))

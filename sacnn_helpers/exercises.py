@@ -79,11 +79,84 @@ def check(key: str, answer: Any, *inputs: Any, atol: float = 1e-4) -> None:
 # (Each notebook's section is edited with that notebook.)
 
 # --- notebook 00 ---
+@exercise("00.1")
+def _bytes_of_training_images():
+    return 50_000 * 3 * 32 * 32  # uint8: one byte per number
+
+
+@exercise("00.2")
+def _class_of_image_1(train):
+    return train.classes[int(train.labels[1])]
+
+
 # --- notebook 01 ---
+@exercise("01.1")
+def _score_shapes():
+    from .attention import attention_scores, channel_attention_scores, to_tokens
+    q = torch.zeros(4, 8, 16, 16)  # queries (and keys) of 4 maps of 64 x 16 x 16, 8 query channels
+    return tuple(attention_scores(to_tokens(q), to_tokens(q)).shape), tuple(channel_attention_scores(q, q).shape)
+
+
+@exercise("01.2")
+def _tiny_score(q, k):
+    from .attention import attention_scores, pixel_index
+    return attention_scores(q, k)[0, pixel_index(1, 0, 2), pixel_index(0, 1, 2)].item()
+
+
+@exercise("01.3")
+def _channel_score_growth():
+    return 16  # a sum of N products with a non-zero average grows like N: 128*128 / (32*32)
+
+
+@exercise("01.4")
+def _pixel_scores(q_map, k_map):
+    from .attention import attention_scores, to_tokens
+    return attention_scores(to_tokens(q_map), to_tokens(k_map))
+
+
 # --- notebook 02 ---
+@exercise("02.1")
+def _softmax_of_equal_scores():
+    return torch.softmax(torch.full((4,), 3.0), dim=-1).tolist()
+
+
+@exercise("02.2")
+def _row_and_wrong_pixel():
+    from .attention import pixel_index
+    y, x, width = 31, 0, 32
+    return pixel_index(y, x, width), divmod(x * y, width)  # the right row; the pixel row x*y belongs to
+
+
+@exercise("02.3")
+def _stable_softmax(row):
+    return torch.softmax(row, dim=-1)
+
+
 # --- notebook 03 ---
 # --- notebook 04 ---
 # --- notebook 05 ---
+@exercise("05.1")
+def _table_entries() -> int:
+    return 4 * (2 * 16 - 1) ** 2
+
+
+@exercise("05.2")
+def _slot_of_up_one_right_two() -> int:
+    from .attention import relative_position_index
+    return int(relative_position_index(8, 8)[1 * 8 + 0, 0 * 8 + 2])  # query (1, 0), key (0, 2)
+
+
+@exercise("05.3")
+def _copy_the_pixel_above(img: torch.Tensor) -> torch.Tensor:
+    out = img.clone()
+    out[..., 1:, :] = img[..., :-1, :]
+    out[..., 0, :] = img.mean(dim=(-2, -1))[..., None]  # no pixel above: the average of all pixels
+    return out
+
+
+@exercise("05.4")
+def _equal_features_equal_weight() -> bool:
+    return False
 # --- notebook 06 ---
 # --- notebook 07 ---
 # --- notebook 08 ---

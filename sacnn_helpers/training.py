@@ -20,6 +20,7 @@ from .analysis import attention_report
 from .attention import attention_layers
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageSet, draw_augmentation, normalise, shift_and_flip
+from .models import PatchWhitening
 from .recipes import Recipe
 
 
@@ -53,6 +54,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
                 score_params.add(p)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
+        if not p.requires_grad:  # frozen (a whitening layer)
+            continue
         scores = p in score_params
         decay = p.dim() > 1 and (recipe.qk_weight_decay or not scores)
         groups.setdefault((scores, decay), []).append(p)
@@ -233,6 +236,10 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     if blob is not None:
         optimizer.load_state_dict(blob["meta"]["optimizer"])
     start_epoch = len(history)
+    if start_epoch == 0:  # a frozen whitening layer is set from the training images (the same on every process)
+        for layer in model.modules():
+            if isinstance(layer, PatchWhitening):
+                layer.fit_to(normalise(train.images[:5000].to(device), train.mean, train.std))
     step_model = model
     if world > 1:
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
@@ -243,21 +250,21 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     tensors = dict(images=train.images.to(device), labels=train.labels.to(device),
                    mean=torch.tensor(train.mean, device=device).view(-1, 1, 1),
                    std=torch.tensor(train.std, device=device).view(-1, 1, 1))
-    probe = normalise(val.images[:256].to(device), train.mean, train.std)  # for attention_report
+    probe = normalise((val if len(val) else train).images[:256].to(device), train.mean, train.std)
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
         row = train_one_epoch(step_model, optimizer, tensors, recipe, epoch, total_steps, seed, amp, progress)
-        val_loss, val_acc = evaluate(model, val.images, val.labels, train.mean, train.std,
-                                     flip=recipe.flip_test, amp=amp)
+        val_loss, val_acc = (evaluate(model, val.images, val.labels, train.mean, train.std,
+                                      flip=recipe.flip_test, amp=amp) if len(val) else (None, None))
         row = dict(epoch=epoch + 1, **row, val_loss=val_loss, val_accuracy=val_acc,
                    seconds=time.perf_counter() - t0, gammas=attention_gammas(model))
         if rank == 0:
             row["attention"] = attention_report(model, probe)
             if progress:
+                val_text = "no validation split" if val_acc is None else f"val loss {val_loss:.3f} acc {val_acc:.3f}"
                 print(f"epoch {epoch + 1}/{recipe.epochs}: train loss {row['train_loss']:.3f} acc "
-                      f"{row['train_accuracy']:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} | "
-                      f"{row['seconds']:.0f} s", file=sys.stderr, flush=True)
+                      f"{row['train_accuracy']:.3f} | {val_text} | {row['seconds']:.0f} s", file=sys.stderr, flush=True)
         history.append(row)
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, model, identity=identity, epoch=epoch + 1, history=history,

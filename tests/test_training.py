@@ -379,3 +379,38 @@ def test_torch_compile_trains_the_same_model():
     assert compiled["compile"] is True and type(compiled_model).__name__ == "AttentionCNN"
     for a, b in zip(plain_model.state_dict().values(), compiled_model.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)  # fused kernels round differently
+
+
+# --- the gpu recipe's parts, on the CPU ------------------------------------------------------------------
+
+def test_patch_whitening_decorrelates_2x2_patches():
+    from sacnn_helpers.models import PatchWhitening
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(64, 1, 12, 12, generator=g)
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn(64, 1, 12, 12, generator=g),
+                        torch.randn(64, 1, 12, 12, generator=g)], dim=1)  # correlated channels
+    layer = PatchWhitening(3)
+    layer.fit_to(images, eps=0.0)
+    out = layer.conv(images)[:, :12]  # the first 12 filters; the other 12 are their negatives
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    torch.testing.assert_close(flat.T @ flat / len(flat), torch.eye(12), atol=1e-3, rtol=0)
+    torch.testing.assert_close(layer.conv.weight[12:], -layer.conv.weight[:12])
+    assert not layer.conv.weight.requires_grad
+
+
+def test_the_gpu_recipe_runs_on_a_subset(real_cifar10):
+    from sacnn_helpers import load_recipe_data
+    recipe = get_recipe("gpu", train_limit=256, test_limit=128, epochs=1, batch_size=64)
+    data = load_recipe_data(recipe)
+    assert len(data["val"]) == 0 and len(data["train"]) == 256  # trains on all images: no validation split
+    torch.manual_seed(0)
+    model = build_recipe_model(recipe, data["train"])
+    whitening = model.features[0]
+    result = fit(model, data, recipe, device="cpu", progress=False)
+    assert result["amp"] is False and result["history"][0]["val_accuracy"] is None  # amp: CUDA only by default
+    from sacnn_helpers import normalise
+    from sacnn_helpers.models import PatchWhitening
+    expected = PatchWhitening(3)
+    expected.fit_to(normalise(data["train"].images, data["train"].mean, data["train"].std))
+    torch.testing.assert_close(whitening.conv.weight, expected.conv.weight)  # set from the images, not trained
+    assert model.config["whiten"] and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
