@@ -28,8 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import sacnn_helpers as sh  # noqa: E402
 from sacnn_helpers import analysis  # noqa: E402
-from sacnn_helpers.training import (build_recipe_model, fit, get_recipe, load_dataset, normalise,  # noqa: E402
-                                    prepare_data)
 
 RESULTS = ROOT / "benchmarks" / "results" / "maps"
 RUNS = ROOT / "runs" / "maps"
@@ -50,29 +48,43 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
                             "+ 10x learning rate for the score parameters"),
     "cosine-g1-rel-lr10": ({"qk_norm": True, "gamma_init": 1.0, "position": "relative"},
                            {"qk_weight_decay": False, "attention_lr_scale": 10.0}, "the same, gamma starts at 1"),
+    "cosine-g05-rel-h4": ({"qk_norm": True, "gamma_init": 0.5, "position": "relative", "heads": 4},
+                          {"qk_weight_decay": False}, "cosine, gamma 0.5, relative position, 4 heads"),
+    "cosine-g05-rel-at1": ({"qk_norm": True, "gamma_init": 0.5, "position": "relative", "attention_at": [1]},
+                           {"qk_weight_decay": False}, "cosine, gamma 0.5, relative position, at 16x16"),
+    "cosine-g05-rel-lr10-at1": ({"qk_norm": True, "gamma_init": 0.5, "position": "relative", "attention_at": [1]},
+                                {"qk_weight_decay": False, "attention_lr_scale": 10.0},
+                                "the same with 10x lr for the score parameters"),
+    "replace-cosine-g05-rel": ({"qk_norm": True, "gamma_init": 0.5, "position": "relative", "replace_conv": True},
+                               {"qk_weight_decay": False},
+                               "attention replaces stage 2's second conv (BoTNet-style); cosine, gamma 0.5, relative"),
+    "replace-cosine-g1-rel-lr10": ({"qk_norm": True, "gamma_init": 1.0, "position": "relative", "replace_conv": True},
+                                   {"qk_weight_decay": False, "attention_lr_scale": 10.0},
+                                   "the same, gamma starts at 1, 10x lr for the score parameters"),
+    "replace-no-attention": ({"replace_conv": True, "attention": False}, {},
+                             "stage 2 without its second conv and without attention"),
     "rel-lr10": ({"position": "relative", "gamma_init": 0.5}, {"qk_weight_decay": False, "attention_lr_scale": 10.0},
                  "dot-product scores, relative position, gamma 0.5, 10x lr"),
 }
 
 
-def run(name: str, seed: int, data: sh.ImageData, base_recipe: str = "cpu") -> dict:
+def run(name: str, seed: int, data: dict[str, sh.ImageSet], base_recipe: str = "cpu") -> dict:
     model_settings, recipe_settings, what = VARIANTS[name]
-    base = get_recipe(base_recipe)
+    base = sh.get_recipe(base_recipe)
     recipe = replace(base, model_config={**base.model_config, **model_settings}, **recipe_settings)
     torch.manual_seed(seed)
-    model = build_recipe_model(recipe, data)
+    model = sh.build_recipe_model(recipe, data["train"])
     RUNS.mkdir(parents=True, exist_ok=True)
-    result = fit(model, data, recipe, device="cpu", seed=seed, checkpoint=RUNS / f"{name}_seed{seed}.pt")
+    result = sh.fit(model, data, recipe, device="cpu", seed=seed, checkpoint=RUNS / f"{name}_seed{seed}.pt")
     result.update(variant=name, what=what, model_settings=model_settings, recipe_settings=recipe_settings)
-    mean = torch.tensor(data.mean).view(-1, 1, 1)
-    std = torch.tensor(data.std).view(-1, 1, 1)
-    test = normalise(data.test_images, mean, std)
+    test = sh.normalise(data["test"].images, data["train"].mean, data["train"].std)
+    labels = data["test"].labels
     model.eval()
-    if any(True for _ in sh.attention_layers(model)):
+    if sh.attention_layers(model):
         t0 = time.perf_counter()
         _, weights, sizes = sh.collect_attention(model, test[:500])
         result["maps"] = [analysis.map_statistics(w, h, wd) for w, (h, wd) in zip(weights, sizes)]
-        result["uniform"] = analysis.uniform_attention_accuracy(model, test, data.test_labels)
+        result["uniform"] = analysis.uniform_attention_accuracy(model, test, labels)
         result["occlusion"] = analysis.occlusion_check(model, test[:2000], k=4, seed=seed)
         result["analysis_seconds"] = time.perf_counter() - t0
     return result
@@ -124,7 +136,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.table:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
-        data = prepare_data(load_dataset("cifar10"), get_recipe(args.recipe))
+        data = sh.load_recipe_data(sh.get_recipe(args.recipe))
         for seed in args.seeds:
             for name in args.variants:
                 out = RESULTS / f"{name}_seed{seed}.json"

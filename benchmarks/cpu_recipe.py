@@ -1,7 +1,10 @@
 """Benchmark `--recipe cpu`: train with and without attention, record accuracy, time, machine and load.
 
     flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py             # seed 0, both variants
-    flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py --seeds 0 1 2
+    flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py --seeds 0 1 2 3 4
+
+Seeds are paired: seed s gives both variants the same data order and augmentation, so the table also reports
+the mean of the per-seed differences (with minus without attention) with a 95 % t-interval.
 
 Each run is `python -m sacnn_helpers.train --recipe cpu [--no-attention] --seed S` with its checkpoint in
 runs/cpu-recipe/ (a finished checkpoint is reused, so re-running only fills in what is missing) and its
@@ -66,6 +69,7 @@ def load_text(load: list[float] | None) -> str:
 
 
 def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    """'mean ± sd' over seeds (one value: the value)."""
     values = [v * scale for v in values]
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -89,6 +93,16 @@ def main() -> None:
                     f"{fmt([r['train_seconds'] for r in results], 1, 0)} s | "
                     f"{fmt([r['images_per_second'] for r in results], 1, 0)} | "
                     f"{load_text(r0['benchmark']['load_average_before'])} |")
+    paired = ""
+    if len(per_variant) == 2:
+        by_seed = [{r["seed"]: r["test_accuracy"] for r in rs} for rs in per_variant.values()]
+        diffs = [100 * (by_seed[0][s] - by_seed[1][s]) for s in args.seeds if s in by_seed[0] and s in by_seed[1]]
+        sys.path.insert(0, str(ROOT))
+        from sacnn_helpers.analysis import summarise
+        mean, half = summarise(diffs)
+        paired = (f"Paired by seed ({len(diffs)} pairs), {args.variants[0]} minus {args.variants[1]}: "
+                  f"**{mean:+.2f} points**, 95 % interval {mean - half:+.2f} to {mean + half:+.2f} "
+                  f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
     bench = r0["benchmark"]
     dates = [r["benchmark"]["date_utc"] for rs in per_variant.values() for r in rs if r["benchmark"]["date_utc"]]
     when = f"runs from {min(dates)} to {max(dates)} UTC" if dates else "run dates unknown (reused checkpoints)"
@@ -97,11 +111,11 @@ def main() -> None:
              f"CPU: {bench['cpu']}, {os.cpu_count()} cores, torch {r0['machine']['torch']} "
              f"({r0['machine']['torch_threads']} threads); {when}; written by "
              f"`benchmarks/cpu_recipe.py`. Test accuracy on the 10,000 images of the official test split "
-             f"(flip-averaged logits; data: {source}); train seconds = training steps + per-epoch validation; images/s = training images "
+             f"(flip-averaged logits; data: {source}); ± is the standard deviation over seeds; train seconds = training steps + per-epoch validation; images/s = training images "
              f"per second of training steps. The machine was shared with other jobs: the load average "
              f"(1, 5, 15 min) before each run is listed.", "",
              "| model | parameters | seeds | test accuracy | train time | images/s | load before |",
-             "|---|---|---|---|---|---|---|", *rows, "",
+             "|---|---|---|---|---|---|---|", *rows, "", paired, "",
              "Per run (test accuracy, train seconds): " + "; ".join(
                  f"{v} seed {r['seed']}: {100 * r['test_accuracy']:.2f} %, {r['train_seconds']:.0f} s"
                  for v, rs in per_variant.items() for r in rs), ""]

@@ -353,11 +353,11 @@ def collect_attention(model: nn.Module, images: torch.Tensor
 # --- comparisons the notebooks draw -------------------------------------------------------------
 
 def channel_attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The source tutorial's scores, `Q.view(B, C, -1) @ K.view(B, C, -1).transpose(-1, -2)`: B x C x C.
+    """The written summary's scores, `Q.view(B, C, -1) @ K.view(B, C, -1).transpose(-1, -2)`: B x C x C.
 
     q, k: B x C x H x W maps. Entry (i, j) sums channel i of Q times channel j of K over all pixels, so
     it compares whole channel maps (attention over CHANNELS); per-pixel attention is B x HW x HW instead.
-    No 1/sqrt(d) scaling, as in the tutorial.
+    Returned before the summary's division by sqrt(C), so the raw products can be compared.
     """
     if q.dim() != 4 or q.shape != k.shape:
         raise ValueError(f"expected two B x C x H x W maps of the same shape, got {tuple(q.shape)} and "

@@ -249,7 +249,7 @@ LONG_RANGE_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200
 LONG_RANGE_CLASSES = ["different", "same"]
 
 
-def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int = 2, min_distance: int = 6,
+def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int = 2, min_distance: int = 8,
                     max_distance: int | None = None, num_colours: int = 6, noise: int = 24) -> ImageSet:
     """Generate the "same colour?" data set: two square marks at random positions, far apart.
 
@@ -266,9 +266,10 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
 
     Why it needs long range: one unit of a stack of L 3x3 convolutions (no pooling) sees a (2L+1)-pixel
     square. It sees a pixel of each mark only if distance - mark_size + 1 <= 2L, and both whole marks only
-    if distance + mark_size - 1 <= 2L (`LongRangeCNN.receptive_field`). When no unit sees a pixel of both
-    marks, every feature depends on one mark only, and a global average pool + linear head adds the two
-    marks' contributions: it cannot tell "same" from "different" (see notebook 09).
+    if distance + mark_size - 1 <= 2L (`LongRangeCNN.receptive_field`). The defaults (2x2 marks 8 to 10
+    apart) are out of reach of every unit of a depth-3 network (8 - 2 + 1 = 7 > 6). When no unit sees a
+    pixel of both marks, every feature depends on one mark only, and a global average pool + linear head
+    adds the two marks' contributions: it cannot tell "same" from "different" (see notebook 09).
 
     Deterministic: the same arguments give the same tensors (one `torch.Generator` seeded with `seed`).
     """

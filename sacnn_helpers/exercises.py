@@ -133,7 +133,53 @@ def _stable_softmax(row):
 
 
 # --- notebook 03 ---
+@exercise("03.1")
+def _uniform_context() -> list[float]:
+    """All four weights of a query row are 1/4: the context is the plain mean of the tiny map's values."""
+    values = torch.tensor([[1., 0., 1.], [0., 1., 1.], [0., 1., 0.], [1., 0., 0.]])  # the 2x2 map's pixels
+    return values.mean(0).tolist()
+
+
+@exercise("03.2")
+def _explicit_mib() -> float:
+    """MiB of one float32 explicit weight matrix: batch 32, 4 heads, a 16 x 16 map."""
+    from .attention import attention_bytes
+    return attention_bytes(32, 4, 16, 16) / 2**20
+
+
+@exercise("03.3")
+def _pixel_context(weights: torch.Tensor, values: torch.Tensor, y: int, x: int, width: int) -> torch.Tensor:
+    """Context vector of query pixel (y, x) of the first image: row y*W + x of the weights times the values."""
+    return weights[0, y * width + x] @ values[0]
+
+
 # --- notebook 04 ---
+@exercise("04.1")
+def _layer_parameters() -> int:
+    """Parameters of SelfAttention(64, qk_channels=8): weights, biases and gamma."""
+    from .attention import SelfAttention
+    return sum(p.numel() for p in SelfAttention(64, qk_channels=8).parameters())
+
+
+@exercise("04.2")
+def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """B x (heads*d) x H x W -> B x heads x HW x d; head i takes channels i*d .. (i+1)*d - 1."""
+    b, c, h, w = t.shape
+    return t.reshape(b, heads, c // heads, h * w).transpose(-2, -1)
+
+
+@exercise("04.3")
+def _flip_equivariant() -> bool:
+    """Is a (position-free) attention layer's output on a left-right flipped map the flipped output?"""
+    from .attention import SelfAttention
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 8, 8, generator=g)
+    layer = SelfAttention(16, heads=4)
+    with torch.no_grad():
+        layer.gamma.fill_(0.7)
+        return bool(torch.allclose(layer(x.flip(-1)), layer(x).flip(-1), atol=1e-5))
+
+
 # --- notebook 05 ---
 @exercise("05.1")
 def _table_entries() -> int:
@@ -158,6 +204,98 @@ def _copy_the_pixel_above(img: torch.Tensor) -> torch.Tensor:
 def _equal_features_equal_weight() -> bool:
     return False
 # --- notebook 06 ---
+@exercise("06.1")
+def _summary_linear_at_64() -> int:
+    """Parameters of the summary's final linear layer for 64 x 64 images (128 channels, 10 classes)."""
+    from .models import CNNWithSelfAttention
+    return sum(p.numel() for p in CNNWithSelfAttention(image_size=64).fc.parameters())
+
+
+@exercise("06.2")
+def _stage1_attention() -> tuple[int, int]:
+    """(tokens, weight-matrix entries per image and head) of an AttentionCNN attending after stage 1."""
+    from .attention import collect_attention
+    from .models import AttentionCNN
+    _, weights, _ = collect_attention(AttentionCNN(attention_at=[1]), torch.zeros(1, 3, 32, 32))
+    n, m = weights[0].shape[-2:]
+    return int(m), int(n * m)
+
+
+@exercise("06.3")
+def _wide_parameters() -> int:
+    """Parameters of the cpu recipe's model with widths [64, 128, 256] and attention after stages 2 and 3."""
+    from .recipes import build_recipe_model, get_recipe
+    wide = build_recipe_model(get_recipe("cpu"), None, widths=[64, 128, 256], attention_at=[2, 3])
+    return sum(p.numel() for p in wide.parameters())
+
+
 # --- notebook 07 ---
+@exercise("07.1")
+def _optimizer_steps_of_the_cpu_recipe() -> int:
+    from .recipes import get_recipe
+    r = get_recipe("cpu")
+    return math.ceil((50_000 - r.val_size) / r.batch_size) * r.epochs
+
+
+@exercise("07.2")
+def _augmented_versions_of_one_image() -> int:
+    return (2 * 4 + 1) ** 2 * 2
+
+
+@exercise("07.3")
+def _step_of_the_peak_learning_rate() -> int:
+    from .recipes import get_recipe
+    from .training import learning_rate
+    r = get_recipe("cpu")
+    total = math.ceil((50_000 - r.val_size) / r.batch_size) * r.epochs
+    lrs = [learning_rate(step, total, r.lr, r.warmup) for step in range(total)]
+    return lrs.index(max(lrs))
+
+
+@exercise("07.4")
+def _steps_per_pass() -> int:
+    return math.ceil(45_000 / 256)
 # --- notebook 08 ---
+@exercise("08.1")
+def _row_of_3_6_and_the_pixel_x_times_y_picks() -> tuple[int, tuple[int, int]]:
+    from .attention import pixel_index
+    wrong = 6 * 3
+    return pixel_index(3, 6, 8), (wrong // 8, wrong % 8)
+
+
+@exercise("08.2")
+def _token_of_image_pixel_17_30() -> tuple[int, int]:
+    from .visualisation import map_pixel
+    return map_pixel(17, 30, (32, 32), (8, 8))
+
+
+@exercise("08.3")
+def _query_dependence_of(weights: torch.Tensor) -> torch.Tensor:
+    from .analysis import query_dependence
+    return query_dependence(weights[None])
+
+
+@exercise("08.4")
+def _uniform_distance_on_2x2() -> float:
+    from .analysis import uniform_attention_distance
+    return uniform_attention_distance(2, 2)
 # --- notebook 09 ---
+@exercise("09.1")
+def _receptive_field_of_depth_5() -> int:
+    from .models import LongRangeCNN
+    return LongRangeCNN(depth=5, attention=False).receptive_field
+
+
+@exercise("09.2")
+def _depth_to_see_a_pixel_of_marks_12_apart() -> int:
+    return min(depth for depth in range(1, 50) if 12 - 2 + 1 <= 2 * depth)
+
+
+@exercise("09.3")
+def _max_pool_could_cheat() -> bool:
+    return True
+
+
+@exercise("09.4")
+def _layers_to_connect_30_pixels() -> tuple[int, int]:
+    return 30, 1

@@ -14,7 +14,7 @@ from .attention import SelfAttention
 
 
 class CNNWithSelfAttention(nn.Module):
-    """The tutorial's network, with attention over pixels (not channels).
+    """The written summary's network, with attention over pixels (not its channels) and a residual gate.
 
     conv 3->64 (3x3, padding 1), ReLU, SelfAttention(64), conv 64->128 (3x3, padding 1), ReLU,
     flatten, Linear(128*32*32, num_classes). Attention runs at full 32x32 resolution: 1,024 pixel
@@ -104,7 +104,7 @@ class AttentionCNN(nn.Module):
     (the conv-then-pool block of Keller Jordan's cifar10-airbench), halving the map: 32 -> 16 -> 8 -> 4
     with three stages. A `SelfAttention` layer (residual) follows every stage listed in `attention_at`
     (1-based): after stage 2 it attends over 8 x 8 = 64 pixel tokens, a 64 x 64 weight matrix per image
-    and head instead of the tutorial's 1,024 x 1,024. The head max-pools each channel over the whole map
+    and head instead of the 1,024 x 1,024 of attention at full resolution. The head max-pools each channel over the whole map
     and applies one small Linear layer (no 128*32*32 Linear).
 
     Args:
@@ -117,13 +117,16 @@ class AttentionCNN(nn.Module):
         image_size: side of the square input images (sets the map size of a relative-position table).
         whiten: start with a frozen `PatchWhitening` layer (32 x 32 -> 31 x 31; the `gpu` recipe);
             `fit` sets it from the training images.
+        replace_conv: the attention layer takes the place of its stage's second 3x3 convolution (as in
+            BoTNet, Srinivas et al. 2021) instead of following the stage, so that it, not a convolution,
+            mixes that stage's pixels.
     """
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (32, 64, 128),
                  attention: bool = True, attention_at: list[int] | tuple[int, ...] = (2,), heads: int = 1,
                  qk_channels: int | None = None, in_channels: int = 3, image_size: int = 32,
                  gamma_init: float = 0.0, qk_norm: bool = False, temperature_init: float = 10.0,
-                 position: str | None = None, whiten: bool = False) -> None:
+                 position: str | None = None, whiten: bool = False, replace_conv: bool = False) -> None:
         super().__init__()
         widths, attention_at = [int(w) for w in widths], [int(a) for a in attention_at]
         bad = [a for a in attention_at if not 1 <= a <= len(widths)]
@@ -134,7 +137,7 @@ class AttentionCNN(nn.Module):
                            attention_at=attention_at, heads=heads, qk_channels=qk_channels,
                            in_channels=in_channels, image_size=image_size, gamma_init=gamma_init,
                            qk_norm=qk_norm, temperature_init=temperature_init, position=position,
-                           whiten=whiten)
+                           whiten=whiten, replace_conv=replace_conv)
         layers: list[nn.Module] = []
         c_in, side = in_channels, image_size
         if whiten:
@@ -143,12 +146,18 @@ class AttentionCNN(nn.Module):
         for stage, width in enumerate(widths, start=1):
             side //= 2
             layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
-                       nn.BatchNorm2d(width), nn.GELU(),
-                       nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.GELU()]
-            if attention and stage in attention_at:
-                layers.append(SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
-                                            qk_norm=qk_norm, temperature_init=temperature_init,
-                                            position=position, size=(side, side)))
+                       nn.BatchNorm2d(width), nn.GELU()]
+            here = stage in attention_at
+            # the second conv is built before the attention layer (BatchNorm draws no random numbers), so a
+            # seed gives the same weights with or without `replace_conv`'s changes elsewhere
+            second = [] if replace_conv and here else [nn.Conv2d(width, width, 3, padding=1, bias=False)]
+            attend = [SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
+                                    qk_norm=qk_norm, temperature_init=temperature_init, position=position,
+                                    size=(side, side))] if attention and here else []
+            if replace_conv and here:
+                layers += attend + [nn.BatchNorm2d(width), nn.GELU()]
+            else:
+                layers += second + [nn.BatchNorm2d(width), nn.GELU()] + attend
             c_in = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)

@@ -88,7 +88,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
             model_config=dict(depth=3, width=32, attention_after=1),
             epochs=3, batch_size=64, lr=0.05, label_smoothing=0.0, translate=0, flip=True, val_size=1000,
             description="about a minute on a 2-core CPU: LongRangeCNN depth 3 (receptive field 7 px), "
-                        "attention after block 1, 9,000 12x12 images, 3 epochs"),
+                        "attention after block 1, 9,000 12x12 images with marks 8-10 px apart, 3 epochs"),
         "smoke": Recipe(
             name="smoke", dataset="long-range", model="LongRangeCNN",
             model_config=dict(depth=3, width=8, attention_after=1),

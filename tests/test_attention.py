@@ -75,7 +75,7 @@ def test_half_precision_scores_do_not_overflow():
 
 
 def test_attention_is_over_pixels_not_channels():
-    """The tutorial's code gives a C x C matrix; ours is HW x HW (here 6 pixels vs 8 channels)."""
+    """The written summary's code gives a C x C matrix; ours is HW x HW (here 6 pixels vs 8 channels)."""
     layer = make_layer(c=8)
     _, weights = layer(torch.randn(1, 8, 2, 3), return_attention=True)
     assert weights.shape[-2:] == (6, 6)
@@ -174,7 +174,7 @@ def test_bad_shapes_say_what_was_expected(bad, expected):
 
 
 @pytest.mark.parametrize("side", [12, 8])
-def test_tutorial_cnn_refuses_images_of_another_size(side):
+def test_summary_cnn_refuses_images_of_another_size(side):
     model = CNNWithSelfAttention(image_size=side)
     with pytest.raises(ValueError, match=rf"built for {side}x{side} images.*got 32x32.*image_size=32"):
         model(torch.randn(1, 3, 32, 32))
@@ -203,7 +203,7 @@ def test_huge_explicit_matrix_is_refused_with_an_estimate_before_allocating():
     assert "return_attention" in str(err.value)
 
 
-def test_tutorial_cnn_shapes_and_capture():
+def test_summary_cnn_shapes_and_capture():
     model = CNNWithSelfAttention()
     x = torch.randn(2, 3, 32, 32)
     assert model(x).shape == (2, 10)

@@ -123,11 +123,11 @@ def test_sliders_redraw_the_attention_map(lab):
                                    "?.session?.kernel?.status === 'idle'", timeout=30_000)
             # Clear the stored outputs first, so everything waited for below comes from this run.
             page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
-            page.wait_for_function("() => !document.body.innerText.includes('uniform distance on 2x2:')",
+            page.wait_for_function("() => !document.body.innerText.includes('exercise 08.4:')",
                                    timeout=10_000)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             # The last cell (exercise 4's check) prints this once everything above ran.
-            page.get_by_text("uniform distance on 2x2:").wait_for(timeout=45_000)
+            page.get_by_text("exercise 08.4:").wait_for(timeout=45_000)
 
             box = page.locator(".widget-vbox").filter(has=page.locator(".widget-slider")).first
             box.scroll_into_view_if_needed()

@@ -103,7 +103,7 @@ def test_cli_smoke_run(tmp_path):
     assert 0 <= result["test_accuracy"] <= 1 and result["train_seconds"] > 0
 
 
-def test_tutorial_cnn_is_built_for_the_long_range_image_size(tmp_path):
+def test_summary_cnn_is_built_for_the_long_range_image_size(tmp_path):
     """CNNWithSelfAttention's Linear layer depends on the image size: 12x12 here, not the default 32x32."""
     from sacnn_helpers.train import main
     recipe = get_recipe("smoke", "long-range")
@@ -117,3 +117,25 @@ def test_tutorial_cnn_is_built_for_the_long_range_image_size(tmp_path):
     assert main(["--dataset", "long-range", "--recipe", "smoke", "--model", "CNNWithSelfAttention",
                  "--device", "cpu", "--quiet", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_the_default_marks_are_out_of_reach_of_a_depth_3_network():
+    """No unit of the plain depth-3 CNN depends on both marks: recolouring mark 1 and recolouring mark 2 change
+    disjoint sets of feature units, in every image (a measurement, not the formula)."""
+    d = make_long_range(64, seed=7)
+    assert int(d.distances.min()) - 2 + 1 > 2 * 3  # the condition: distance - mark_size + 1 > 2L
+    torch.manual_seed(0)
+    net = LongRangeCNN(depth=3, attention=False).eval()
+    x = d.images.float() / 255
+    recoloured = []
+    for m in range(2):
+        y = x.clone()
+        for i in range(len(d)):
+            top, left = d.marks[i, m].tolist()
+            y[i, :, top:top + 2, left:left + 2] = 1 - y[i, :, top:top + 2, left:left + 2]
+        recoloured.append(y)
+    with torch.no_grad():
+        base = net.features(x)
+        touched = [(net.features(y) - base).abs().amax(dim=1) > 0 for y in recoloured]  # N x H x W units
+    assert touched[0].any() and touched[1].any()
+    assert not (touched[0] & touched[1]).any()

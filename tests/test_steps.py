@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import sacnn_helpers as sh  # noqa: E402
 
 
-def test_channel_attention_scores_is_the_tutorials_c_by_c_matrix():
+def test_channel_attention_scores_is_the_summarys_c_by_c_matrix():
     torch.manual_seed(0)
     q, k = torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 4)
     scores = sh.channel_attention_scores(q, k)

@@ -42,7 +42,7 @@ def test_displayed_map_is_the_query_pixels_row(y, x):
     expected[(y + 3) % H, (2 * x + 1) % W] = 1.0
     assert torch.equal(shown.float(), expected * H * W)  # drawn in units of x uniform
     assert torch.equal(explorer.query_map(0, y, x), expected)
-    # The tutorial's x*y picks another pixel's row (for these pixels), so it would show another map.
+    # The tutorial's own notebook's x*y picks another pixel's row (for these pixels), so it would show another map.
     wrong = planted_weights()[0, x * y].reshape(H, W)
     assert x * y != pixel_index(y, x, W)
     assert not torch.equal(wrong, expected)

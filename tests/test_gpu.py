@@ -1,0 +1,70 @@
+"""On a CUDA GPU only (skipped elsewhere): fused attention kernels, bf16 training, compile, determinism."""
+import pytest
+import torch
+
+import sacnn_helpers as sh
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_flash_attention_takes_nchw_and_channels_last_maps(memory_format):
+    """With only the flash kernel allowed, SDPA raises unless q/k/v qualify (stride 1 along each head, bf16)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    torch.manual_seed(0)
+    layer = sh.SelfAttention(64, heads=1, gamma_init=1.0).cuda()
+    x = torch.randn(8, 64, 32, 32, device="cuda").contiguous(memory_format=memory_format)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            fused = layer(x)
+        explicit, _ = layer(x, return_attention=True)
+    torch.testing.assert_close(fused.float(), explicit.float(), atol=3e-2, rtol=3e-2)
+
+
+def test_relative_position_bias_runs_in_the_memory_efficient_kernel():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    layer = sh.SelfAttention(64, heads=2, qk_norm=True, position="relative", size=(16, 16)).cuda()
+    x = torch.randn(4, 64, 16, 16, device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
+        assert layer(x).shape == x.shape
+
+
+def tiny_gpu_run(**changes):
+    recipe = sh.get_recipe("smoke", **changes)
+    data = sh.load_recipe_data(recipe)
+    sh.seed_everything(0)
+    model = sh.build_recipe_model(recipe, data["train"])
+    return model, sh.fit(model, data, recipe, device="cuda", progress=False)
+
+
+def test_the_smoke_recipe_trains_on_cuda_in_bf16_and_stays_there(real_cifar10):
+    model, result = tiny_gpu_run()
+    assert result["amp"] is True and result["device"].startswith("cuda") and 0 <= result["test_accuracy"] <= 1
+    assert next(model.parameters()).is_cuda  # the model stays on the GPU: inputs must follow it
+    images = sh.load_cifar10(train=False).images[:8]
+    logits = sh.predict(model, sh.normalise(images, result["mean"], result["std"]))  # CPU images in, CPU logits out
+    assert logits.shape == (8, 10) and logits.device.type == "cpu"
+
+
+def test_the_gpu_recipe_with_compile_on_a_subset(real_cifar10):
+    recipe = sh.get_recipe("gpu", train_limit=2048, test_limit=1024, epochs=1, compile=True)
+    data = sh.load_recipe_data(recipe)
+    model = sh.build_recipe_model(recipe, data["train"])
+    result = sh.fit(model, data, recipe, device="cuda", progress=False)
+    assert result["compile"] and result["amp"] and 0 <= result["test_accuracy"] <= 1
+
+
+def test_deterministic_runs_repeat_bit_for_bit(real_cifar10):
+    a, _ = tiny_gpu_run(deterministic=True)
+    b, _ = tiny_gpu_run(deterministic=True)
+    torch.use_deterministic_algorithms(False)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def test_augmentation_draws_on_the_gpu():
+    g = torch.Generator("cuda").manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, device="cuda")
+    dy, dx, mirror = sh.data.draw_augmentation(16, 2, True, g)
+    assert dy.is_cuda and dx.is_cuda and mirror.is_cuda
+    assert sh.augment(images, generator=g).is_cuda
