@@ -63,6 +63,10 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
                                    "the same, gamma starts at 1, 10x lr for the score parameters"),
     "replace-no-attention": ({"replace_conv": True, "attention": False}, {},
                              "stage 2 without its second conv and without attention"),
+    "cosine-g05-rel-lr10-e12": ({"qk_norm": True, "gamma_init": 0.5, "position": "relative"},
+                                {"qk_weight_decay": False, "attention_lr_scale": 10.0, "epochs": 12},
+                                "cosine, gamma 0.5, relative position, 10x lr, 12 epochs instead of 6"),
+    "no-attention-e12": ({"attention": False}, {"epochs": 12}, "no attention layer, 12 epochs"),
     "rel-lr10": ({"position": "relative", "gamma_init": 0.5}, {"qk_weight_decay": False, "attention_lr_scale": 10.0},
                  "dot-product scores, relative position, gamma 0.5, 10x lr"),
 }

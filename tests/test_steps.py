@@ -56,17 +56,39 @@ def test_show_heatmaps_grid_shape_and_bad_input():
     (None, 3, "not answered yet"),
     (19, 19, "correct"),
     (18, 19, "not yet"),
+    (19.0, 19, "give it as an int"),
+    (True, 1, "got the bool"),
+    (1, True, "answer True or False"),
+    (False, True, "not yet"),
+    (True, True, "correct"),
     ((1, 256, 256), torch.Size([1, 256, 256]), "correct"),
     ((1, 8, 8), (1, 256, 256), "not yet"),
+    ((30, (2, 2)), (30, (2, 2)), "correct"),
+    ((30, (2, 3)), (30, (2, 2)), "not yet"),
     (torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.50001]), "correct"),
     (torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.5, 0.5]), "expected shape"),
-    (8.0, 8, "correct"),
-    ("abc", 8, "could not compare"),
+    ([0.5, 0.5], torch.tensor([0.5, 0.5]), "expected a tensor"),
+    (8.0, 8.0, "correct"),
+    ("abc", 8, "expected a number"),
 ])
-def test_check_says_right_or_wrong(capsys, answer, expected, verdict):
-    sh.check(answer, expected, name="ex")
+def test_check_says_right_or_wrong_without_the_answer(capsys, monkeypatch, answer, expected, verdict):
+    from sacnn_helpers import exercises
+    monkeypatch.setitem(exercises.EXPECTED, "99.1", lambda: expected)
+    sh.check("99.1", answer)
     out = capsys.readouterr().out
-    assert out.startswith("ex: ") and verdict in out
+    assert out.startswith("exercise 99.1: ") and verdict in out
+    if "correct" not in out and not isinstance(expected, (bool, tuple, torch.Size)):
+        assert repr(expected) not in out  # the hint never shows the expected value
+
+
+def test_every_exercise_without_inputs_has_an_answer():
+    import inspect
+    from sacnn_helpers import exercises
+    for key, fn in exercises.EXPECTED.items():
+        if not inspect.signature(fn).parameters:  # the others take the check cell's inputs
+            assert fn() is not None, key
+    with pytest.raises(KeyError, match="no exercise '99.9'"):
+        sh.check("99.9", 1)
 
 
 def test_example_feature_map_and_qkv_are_deterministic_and_shaped(real_cifar10):
