@@ -3,14 +3,17 @@
     flock /tmp/sacnn-cpu.lock python benchmarks/attention_maps.py --variants plain cosine --seeds 0 1 2
     python benchmarks/attention_maps.py --table            # only rewrite the table from the saved results
 
-Each variant is the `cpu` recipe with some model and recipe settings changed (VARIANTS below). For every
-(variant, seed) it trains on the CPU (checkpoint in runs/maps/, reused when finished), then measures on the
-test set:
+Each variant is the `cpu` recipe with the plain layer of notebook 04 (PLAIN_LAYER: dot-product scores, gamma
+starting at 0, no position bias, weight decay and the common learning rate on every weight) and the changes
+listed in VARIANTS. For every (variant, seed) it trains on the CPU (checkpoint in runs/maps/, reused when
+finished), then measures on the test set:
 - test accuracy (flip-averaged, as the recipe reports it);
 - map statistics of the first 500 test images (`sacnn_helpers.analysis.map_statistics`);
 - the uniform-attention ablation on all 10,000 test images (single view, no flip): points lost;
 - the occlusion check on the first 2,000 test images (k = 4 of the 64 patches).
 Results go to benchmarks/results/maps/VARIANT_seedS.json, the table to benchmarks/attention_maps.md.
+
+    python benchmarks/attention_maps.py --checkpoint weights/sacnn_cpu_recipe.pt   # measure trained weights
 """
 from __future__ import annotations
 
@@ -32,7 +35,11 @@ from sacnn_helpers import analysis  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "maps"
 RUNS = ROOT / "runs" / "maps"
 
-# name -> (model settings, recipe settings, what changes), each on top of the `cpu` recipe
+# The plain layer of notebook 04, and the recipe settings it was trained with before this study.
+PLAIN_LAYER = dict(qk_norm=False, gamma_init=0.0, position=None, heads=1, attention_at=[2], replace_conv=False)
+PLAIN_TRAINING = dict(qk_weight_decay=True, attention_lr_scale=1.0)
+
+# name -> (model settings, recipe settings, what changes), each on top of the `cpu` recipe with the plain layer
 VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "plain": ({}, {}, "today's layer: dot-product scores, gamma starts at 0"),
     "no-attention": ({"attention": False}, {}, "the same network without its attention layer"),
@@ -75,7 +82,8 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
 def run(name: str, seed: int, data: dict[str, sh.ImageSet], base_recipe: str = "cpu") -> dict:
     model_settings, recipe_settings, what = VARIANTS[name]
     base = sh.get_recipe(base_recipe)
-    recipe = replace(base, model_config={**base.model_config, **model_settings}, **recipe_settings)
+    recipe = replace(base, model_config={**base.model_config, **PLAIN_LAYER, **model_settings},
+                     **{**PLAIN_TRAINING, **recipe_settings})
     torch.manual_seed(seed)
     model = sh.build_recipe_model(recipe, data["train"])
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -83,15 +91,31 @@ def run(name: str, seed: int, data: dict[str, sh.ImageSet], base_recipe: str = "
     result.update(variant=name, what=what, model_settings=model_settings, recipe_settings=recipe_settings)
     test = sh.normalise(data["test"].images, data["train"].mean, data["train"].std)
     labels = data["test"].labels
-    model.eval()
     if sh.attention_layers(model):
-        t0 = time.perf_counter()
-        _, weights, sizes = sh.collect_attention(model, test[:500])
-        result["maps"] = [analysis.map_statistics(w, h, wd) for w, (h, wd) in zip(weights, sizes)]
-        result["uniform"] = analysis.uniform_attention_accuracy(model, test, labels)
-        result["occlusion"] = analysis.occlusion_check(model, test[:2000], k=4, seed=seed)
-        result["analysis_seconds"] = time.perf_counter() - t0
+        result.update(measure(model, test, labels, seed))
     return result
+
+
+def measure(model: torch.nn.Module, test: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> dict:
+    """Map statistics (first 500 images), uniform ablation (all), occlusion check (first 2,000)."""
+    model.eval()
+    t0 = time.perf_counter()
+    _, weights, sizes = sh.collect_attention(model, test[:500])
+    return dict(maps=[analysis.map_statistics(w, h, wd) for w, (h, wd) in zip(weights, sizes)],
+                uniform=analysis.uniform_attention_accuracy(model, test, labels),
+                occlusion=analysis.occlusion_check(model, test[:2000], k=4, seed=seed),
+                analysis_seconds=time.perf_counter() - t0)
+
+
+def measure_checkpoint(path: Path) -> dict:
+    """The same measurements for trained weights (e.g. the shipped ones): results/maps/checkpoint_NAME.json."""
+    model, meta = sh.load_model(path)
+    test = sh.load_cifar10(train=False)
+    out = dict(variant=f"checkpoint {path.name}", what=f"the weights in {path}", seed=meta["identity"]["seed"],
+               test_accuracy=meta["result"]["test_accuracy"], train_seconds=meta["result"]["train_seconds"],
+               model_config=model.config, recipe=meta["identity"]["recipe"])
+    out.update(measure(model, sh.normalise(test.images, meta["mean"], meta["std"]), test.labels, out["seed"]))
+    return out
 
 
 def fmt(values: list[float], digits: int = 2) -> str:
@@ -105,8 +129,9 @@ def table() -> str:
         r = json.loads(path.read_text())
         rows.setdefault(r["variant"], []).append(r)
     lines = ["# Attention maps on CIFAR-10: layer variants", "",
-             "Written by `benchmarks/attention_maps.py`. Each variant is `--recipe cpu` with the listed change, "
-             "trained on the CPU; ± is the half-width of a 95 % t-interval over seeds. Maps: first 500 test "
+             "Written by `benchmarks/attention_maps.py`. Each variant is `--recipe cpu` (6 epochs unless said) "
+             "with the plain layer of notebook 04 and the listed changes, each row adding to the one it names "
+             "('+'), trained on a 2-core CPU; ± is the half-width of a 95 % t-interval over seeds. Maps: first 500 test "
              "images (median peak x uniform; query dependence = mean total-variation distance between two "
              "query pixels' maps of one image). Uniform cost: accuracy points lost on all 10,000 test images "
              "(single view) when every weight is set to 1/64. Occlusion: drop in the predicted class's "
@@ -136,9 +161,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--table", action="store_true", help="only rewrite the table from saved results")
     p.add_argument("--recipe", default="cpu", help=argparse.SUPPRESS)  # smoke: check that the script runs
+    p.add_argument("--checkpoint", type=Path, default=None, help="measure these trained weights instead")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if not args.table:
+    if args.checkpoint is not None:
+        out = measure_checkpoint(args.checkpoint)
+        (RESULTS / f"checkpoint_{args.checkpoint.stem}.json").write_text(json.dumps(out, indent=1) + "\n")
+        m = out["maps"][0]
+        print(f"{args.checkpoint}: peak {m['peak_ratio']}, query dependence {m['query_dependence']}, uniform costs "
+              f"{out['uniform']['cost']:.2f} points, occlusion {out['occlusion']['difference']:+.3f}")
+    elif not args.table:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         data = sh.load_recipe_data(sh.get_recipe(args.recipe))
         for seed in args.seeds:

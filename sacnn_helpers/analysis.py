@@ -199,8 +199,11 @@ def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
 @torch.no_grad()
 def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
     """Per attention layer, on already-normalised `images`: `attention_parameters` plus the spread (std)
-    of its scores and `map_statistics` of its weights. What `fit` logs after every epoch."""
+    of its scores and `map_statistics` of its weights. What `fit` logs after every epoch ([] for a model
+    without attention)."""
     layers = attention_layers(model)
+    if not layers:  # a model without attention has nothing to report
+        return []
     scores: list[torch.Tensor] = []
 
     def keep_scores(layer, args, _out):  # recompute the layer's scores from its input (cheap at 8 x 8)

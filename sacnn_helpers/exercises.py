@@ -32,7 +32,7 @@ def _same(answer: Any, expected: Any, atol: float) -> tuple[bool, str]:
             return False, f"answer True or False, got {type(answer).__name__} {answer!r}"
         return answer is expected, "that is the other one"
     if isinstance(answer, bool):
-        return False, f"expected a {type(expected).__name__}, got the bool {answer!r}"
+        return False, f"expected a number, got the bool {answer!r}"
     if isinstance(expected, torch.Tensor) or isinstance(answer, torch.Tensor):
         if not isinstance(answer, torch.Tensor):
             return False, f"expected a tensor, got {type(answer).__name__}"

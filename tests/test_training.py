@@ -166,6 +166,13 @@ def test_attention_cnn_checks_its_arguments_and_records_gamma():
 
 # --- the loop: learning, checkpoints, resuming --------------------------------------------------------
 
+def test_a_model_without_attention_trains_and_logs_no_attention():
+    recipe = replace(TINY, model_config=dict(TINY.model_config, attention=False))
+    _, result = tiny_run(recipe=recipe)
+    assert result["test_accuracy"] > 0.8
+    assert all(h["attention"] == [] and h["gammas"] == {} for h in result["history"])
+
+
 def test_training_learns_and_logs_every_epoch():
     _, result = tiny_run()
     assert result["test_accuracy"] > 0.8  # the stripes are easy; chance is 0.5
