@@ -22,8 +22,9 @@ from .recipes import RECIPES, Recipe, build_recipe_model, get_recipe, load_recip
 from .runtime import get_device, is_smoke_run, seed_everything
 from .training import attention_gammas, evaluate, fit, train_one_epoch
 # visualisation: notebooks 00-02 and 08
-from .visualisation import (AttentionExplorer, map_cell, map_pixel, overlay, plot_attention_grid, plot_query,
-                            show_heatmaps, show_images, to_display, upsample_map, weight_range)
+from .visualisation import (UNIFORM_LABEL, AttentionExplorer, map_cell, map_pixel, overlay, plot_attention_grid,
+                            plot_query, shared_scale, show_heatmaps, show_images, to_display, upsample_map,
+                            weight_range)
 from .exercises import check
 
 __version__ = "0.2.0"

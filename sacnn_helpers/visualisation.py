@@ -153,9 +153,10 @@ def weight_range(amap: torch.Tensor) -> str:
 
 
 def shared_scale(weights: torch.Tensor | Sequence[torch.Tensor], at_least: float = 2.0) -> float:
-    """The top of one colour scale for maps in units of x uniform: the largest weight times N (= HW) in
-    `weights` (one or more tensors ending in N x N), and never below `at_least`, so near-uniform maps look
-    flat instead of being stretched."""
+    """The top of one colour scale for maps in units of x uniform: the largest weight times N in `weights`
+    (one or more tensors whose last axis holds the N = H*W keys of a query's row, e.g. B x heads x N x N),
+    and never below `at_least`, so near-uniform maps look flat instead of being stretched. Pass whole rows:
+    an already reshaped H x W map would be taken for rows of W keys."""
     tensors = [weights] if isinstance(weights, torch.Tensor) else list(weights)
     return max([at_least] + [float(w.detach().amax()) * w.shape[-1] for w in tensors])
 
