@@ -134,7 +134,7 @@ def test_evaluate_with_flip_averages_the_mirrored_logits():
 def test_recipes_are_keyed_by_dataset():
     assert get_recipe("cpu").dataset == "cifar10" and get_recipe("smoke").epochs == 1
     assert get_recipe("cpu", "long-range").model == "LongRangeCNN"
-    assert get_recipe("cpu", epochs=2).epochs == 2 and get_recipe("cpu").epochs == 6  # changes make a copy
+    assert get_recipe("cpu", epochs=2).epochs == 2 and get_recipe("cpu").epochs == 12  # changes make a copy
     with pytest.raises(ValueError, match="recipes for 'cifar10': .*cpu"):
         get_recipe("tiny")
     with pytest.raises(ValueError, match="unknown dataset"):
