@@ -8,6 +8,9 @@
 # Needs CUDA torch; CIFAR-10 in data/ (or the offline copy in .cifar/: cifar10_jpeg.npz, batches.meta and
 # materialize.py); nbval, ipywidgets and airbench installed, or their wheels in .whl/ (tools/gpu_wheels.sh).
 # Logs and results go to $OUT (default benchmarks/results/).
+# On a GPU machine without internet: run tools/gpu_wheels.sh on a machine with internet, copy cifar10_jpeg.npz,
+# batches.meta and materialize.py of the offline CIFAR-10 copy into .cifar/, and bring .whl/ and .cifar/ along
+# (both are git-ignored). Expected run time on one H100: a few minutes (not yet measured).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
