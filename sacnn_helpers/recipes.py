@@ -71,7 +71,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
             name="cpu", model="AttentionCNN",
             model_config=dict(widths=[32, 64, 128], attention_at=[2], heads=1, **RECOMMENDED_ATTENTION),
             epochs=12, batch_size=256, lr=0.2, **RECOMMENDED_TRAINING,
-            description="about 6 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 12 epochs"),
+            description="7 to 8 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 12 epochs"),
         "gpu": Recipe(
             name="gpu", model="AttentionCNN",
             model_config=dict(widths=[64, 256, 256], attention_at=[2], heads=4, whiten=True,
