@@ -209,8 +209,9 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
     """
     b = images.shape[0]
     maps = [[_query_map(weights[i, head], y, x, map_size) for (y, x) in pixels] for i in range(b)]
-    vmax = shared_scale([m for row in maps for m in row]) if vmax is None else vmax
-    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.6 * (len(pixels) + 1) + 0.8, 1.7 * b), squeeze=False)
+    # each H x W map is one row of H*W keys: flattened, so shared_scale multiplies by H*W, not by W
+    vmax = shared_scale([m.reshape(-1) for row in maps for m in row]) if vmax is None else vmax
+    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.9 * (len(pixels) + 1) + 0.8, 1.8 * b), squeeze=False)
     for i in range(b):
         img = to_display(images[i])
         axes[i, 0].imshow(img)
@@ -219,7 +220,7 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
             amap = maps[i][j - 1]
             axes[i, j].imshow(overlay(img, amap, vmax))
             _box(axes[i, j], *map_cell(y, x, map_size, img.shape[:2]), width=1.5)
-            axes[i, j].set_xlabel(weight_range(amap), fontsize=7, labelpad=1)
+            axes[i, j].set_xlabel(weight_range(amap), fontsize=6, labelpad=1)
             if i == 0:
                 axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=8)
     for ax in axes.flat:

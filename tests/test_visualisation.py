@@ -225,6 +225,7 @@ def test_pictures_take_weights_straight_from_a_forward_pass():
     fig = plot_attention_grid(images, weights, [(1, 2), (5, 6)], (H, W), head=1)
     assert len(fig.axes) == 2 * 3 + 1  # and one colour bar
     assert fig.axes[1].get_xlabel() == "weights 0.0x..64.0x uniform"  # one-hot rows: `weight_range` under each
+    assert fig.axes[-1].get_ylim() == (0.0, 64.0)  # the colour bar reaches the largest weight, 64x uniform
     fig, axes = plt.subplots(1, 3)
     plot_query(*axes, images[0], weights[0, 0], 2, 5, (H, W))
     shown = torch.as_tensor(axes[1].images[0].get_array())  # in units of x uniform
