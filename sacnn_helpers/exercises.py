@@ -247,7 +247,7 @@ def _step_of_the_peak_learning_rate() -> int:
     from .recipes import get_recipe
     from .training import learning_rate
     r = get_recipe("cpu")
-    total = math.ceil((50_000 - r.val_size) / r.batch_size) * r.epochs
+    total = _optimizer_steps_of_the_cpu_recipe()
     lrs = [learning_rate(step, total, r.lr, r.warmup) for step in range(total)]
     return lrs.index(max(lrs))
 
