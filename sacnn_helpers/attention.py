@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .runtime import model_device
+
 # Beyond this an explicit attention matrix is refused rather than allocated (see `attention_bytes`).
 MAX_EXPLICIT_ATTENTION_GIB = 4.0
 
@@ -341,7 +343,7 @@ def collect_attention(model: nn.Module, images: torch.Tensor
     model.eval()
     try:
         with torch.no_grad(), capture_attention(model) as weights:
-            logits = model(images.to(next(model.parameters()).device))
+            logits = model(images.to(model_device(model)))
     finally:
         for hook in hooks:
             hook.remove()

@@ -25,7 +25,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 # Per-channel mean and standard deviation of the CIFAR-10 training images in 0..255 units (the usual
 # 0.4914, 0.4822, 0.4465 and 0.2470, 0.2435, 0.2616 times 255; divide by 255 for images in 0..1).
-# Training normalises with them rounded to 0.1 (`training.load_cifar10_tensors`).
+# Training normalises with them rounded to 0.1 (the `mean`/`std` of the ImageSet `load_cifar10` returns).
 CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (62.985, 62.0925, 66.708)
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]

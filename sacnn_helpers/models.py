@@ -10,10 +10,19 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .analysis import attention_report
 from .attention import SelfAttention
 
 
-class CNNWithSelfAttention(nn.Module):
+class ReportsAttention:
+    """What `fit` logs after every epoch for a model with attention layers: `attention_report` (the
+    parameters and map statistics of each layer on a few probe images; [] without attention)."""
+
+    def epoch_report(self, probe: torch.Tensor) -> list[dict[str, Any]]:
+        return attention_report(self, probe)
+
+
+class CNNWithSelfAttention(ReportsAttention, nn.Module):
     """The written summary's network, with attention over pixels (not its channels) and a residual gate.
 
     conv 3->64 (3x3, padding 1), ReLU, SelfAttention(64), conv 64->128 (3x3, padding 1), ReLU,
@@ -89,6 +98,8 @@ class PatchWhitening(nn.Module):
         patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # N x C x H' x W' x k x k
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)  # one row per patch
         covariance = patches.T @ patches / len(patches)
+        if covariance.device.type == "mps":  # MPS has no eigh: solve the 12 x 12 problem on the CPU
+            covariance = covariance.cpu()
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, c, k, k)
         self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight))
@@ -97,7 +108,7 @@ class PatchWhitening(nn.Module):
         return nn.functional.gelu(self.conv(x))
 
 
-class AttentionCNN(nn.Module):
+class AttentionCNN(ReportsAttention, nn.Module):
     """The network the series recommends for real training: downsample first, attend on a small map.
 
     Each stage is conv 3x3 -> max-pool 2x2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU
@@ -162,12 +173,18 @@ class AttentionCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)
 
+    def fit_to_data(self, images: torch.Tensor) -> None:
+        """Set the frozen whitening layer (if any) from normalised training images; `fit` calls this once."""
+        for layer in self.features:
+            if isinstance(layer, PatchWhitening):
+                layer.fit_to(images)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
         return self.head(torch.amax(x, dim=(2, 3)))
 
 
-class LongRangeCNN(nn.Module):
+class LongRangeCNN(ReportsAttention, nn.Module):
     """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 09).
 
     `depth` blocks of conv 3x3 (padding 1) -> BatchNorm -> ReLU keep the image size; the attention layer
@@ -216,9 +233,107 @@ class LongRangeCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
+# --- airbench94's network (Keller Jordan, cifar10-airbench; PyPI `airbench` 0.1.8, lib_airbench94.py) ------
+
+class AirbenchBatchNorm(nn.BatchNorm2d):
+    """airbench's BatchNorm: eps 1e-12, running statistics updated with weight `1 - momentum` (0.4 for its
+    0.6), the scale frozen at 1 (only the shift is trained)."""
+
+    def __init__(self, num_features: int, momentum: float, eps: float = 1e-12) -> None:
+        super().__init__(num_features, eps=eps, momentum=1 - momentum)
+        self.weight.requires_grad = False
+
+
+class AirbenchConv(nn.Conv2d):
+    """airbench's convolution: 'same' padding, no bias by default, and a dirac (identity) start for the first
+    `in_channels` filters on top of PyTorch's default initialisation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: str | int = "same",
+                 bias: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, bias=bias)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.bias is not None:
+            self.bias.data.zero_()
+        w = self.weight.data
+        torch.nn.init.dirac_(w[:w.size(1)])
+
+
+class AirbenchConvGroup(nn.Module):
+    """conv -> max-pool 2 -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU (airbench's `ConvGroup`)."""
+
+    def __init__(self, channels_in: int, channels_out: int, batchnorm_momentum: float) -> None:
+        super().__init__()
+        self.conv1 = AirbenchConv(channels_in, channels_out)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = AirbenchBatchNorm(channels_out, batchnorm_momentum)
+        self.conv2 = AirbenchConv(channels_out, channels_out)
+        self.norm2 = AirbenchBatchNorm(channels_out, batchnorm_momentum)
+        self.activ = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class Scale(nn.Module):
+    """Multiply by a constant (airbench's `Mul`: the logits times 1/9)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class Airbench94Net(ReportsAttention, nn.Sequential):
+    """airbench94's network, layer for layer, with an optional `SelfAttention` after one of its groups.
+
+    A 2x2 whitening conv (frozen weights, trained bias; 32 -> 31), GELU, three conv groups of `widths`
+    channels (31 -> 15 -> 7 -> 3), max-pool 3, a bias-free Linear and the logits times 1/9. With
+    `attention=False` it is airbench94's `make_net94()` module for module (the same parameter names, and the
+    same weights from the same seed). The attention layer (after group `attention_after`: 2 attends over
+    the 7 x 7 map) is built after every airbench layer, so a seed gives the shared layers the same weights
+    with and without it. `speedrun.train94` trains it as airbench94 does.
+    """
+
+    def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (64, 256, 256),
+                 batchnorm_momentum: float = 0.6, scaling_factor: float = 1 / 9, attention: bool = True,
+                 attention_after: int = 2, heads: int = 1, qk_channels: int | None = None, gamma_init: float = 0.0,
+                 qk_norm: bool = False, temperature_init: float = 10.0, position: str | None = None,
+                 in_channels: int = 3, image_size: int = 32) -> None:
+        widths = [int(w) for w in widths]
+        if len(widths) != 3 or not 1 <= attention_after <= 3:
+            raise ValueError(f"Airbench94Net has 3 groups: widths needs 3 numbers (got {widths}) and "
+                             f"attention_after one of 1, 2, 3 (got {attention_after})")
+        whiten_width = 2 * in_channels * 2 ** 2
+        layers = [AirbenchConv(in_channels, whiten_width, 2, padding=0, bias=True), nn.GELU(),
+                  AirbenchConvGroup(whiten_width, widths[0], batchnorm_momentum),
+                  AirbenchConvGroup(widths[0], widths[1], batchnorm_momentum),
+                  AirbenchConvGroup(widths[1], widths[2], batchnorm_momentum),
+                  nn.MaxPool2d(3), nn.Flatten(), nn.Linear(widths[2], num_classes, bias=False), Scale(scaling_factor)]
+        if attention:  # built last: the airbench layers above drew their weights first
+            side = image_size - 1
+            for _ in range(attention_after):
+                side //= 2
+            layers.insert(2 + attention_after, SelfAttention(
+                widths[attention_after - 1], heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
+                qk_norm=qk_norm, temperature_init=temperature_init, position=position, size=(side, side)))
+        super().__init__(*layers)
+        self[0].weight.requires_grad = False
+        self.config = dict(num_classes=num_classes, widths=widths, batchnorm_momentum=batchnorm_momentum,
+                           scaling_factor=scaling_factor, attention=attention, attention_after=attention_after,
+                           heads=heads, qk_channels=qk_channels, gamma_init=gamma_init, qk_norm=qk_norm,
+                           temperature_init=temperature_init, position=position, in_channels=in_channels,
+                           image_size=image_size)
+
+
 # The architectures by class name, so a checkpoint (which stores the name and config) can rebuild its model.
 MODELS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in
-                                      (CNNWithSelfAttention, CNNWithoutAttention, AttentionCNN, LongRangeCNN)}
+                                      (CNNWithSelfAttention, CNNWithoutAttention, AttentionCNN, LongRangeCNN,
+                                       Airbench94Net)}
 
 
 def build_model(architecture: str, **config: Any) -> nn.Module:

@@ -8,8 +8,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 SMOKE_ENV = "SACNN_SMOKE"
+CUBLAS_ENV, CUBLAS_DETERMINISTIC = "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
+
+
+def _set_cublas_workspace() -> None:
+    """Deterministic cuBLAS needs a fixed workspace, read once when CUDA starts: set it at import (the
+    package never starts CUDA before this), unless the user chose a value. Harmless without a GPU."""
+    if not torch.cuda.is_initialized():
+        os.environ.setdefault(CUBLAS_ENV, CUBLAS_DETERMINISTIC)
+
+
+_set_cublas_workspace()
 
 
 def is_smoke_run() -> bool:
@@ -47,6 +59,14 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (the CPU for a model that has neither): where its
+    inputs must go. The one place the package asks this."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
     random.seed(seed)
@@ -63,7 +83,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_backends(device: torch.device, tf32: bool = True, deterministic: bool = False) -> None:
-    """GPU switches for a training run.
+    """GPU switches for a training run; each call sets every switch, so a later call undoes an earlier one.
 
     tf32: let float32 matrix products and convolutions on CUDA use TensorFloat-32 (about 10 bits of
     mantissa, much faster on Ampere and later GPUs).
@@ -74,15 +94,21 @@ def configure_backends(device: torch.device, tf32: bool = True, deterministic: b
     fixed workspace, and torch raises an error for any operation that has no deterministic version
     (`torch.use_deterministic_algorithms`); it can be slower. CPU runs repeat bit for bit for the same
     thread count either way.
+
+    cuBLAS reads its workspace setting ($CUBLAS_WORKSPACE_CONFIG) once, when CUDA starts: `import
+    sacnn_helpers` sets it (when unset) before any CUDA work, and a deterministic run on a CUDA that
+    started without it raises an error that says how to fix it.
     """
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True)
+        if deterministic and os.environ.get(CUBLAS_ENV) not in (CUBLAS_DETERMINISTIC, ":16:8"):
+            raise RuntimeError(f"a deterministic CUDA run needs ${CUBLAS_ENV}={CUBLAS_DETERMINISTIC} before CUDA "
+                               f"starts, and it is {os.environ.get(CUBLAS_ENV)!r}: set it in the shell (or before "
+                               f"the first CUDA call) and start again")
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic)
 
 
 # --- torchrun: one process per device, gradients averaged by DistributedDataParallel --------------

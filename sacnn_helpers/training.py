@@ -8,6 +8,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import runtime
-from .analysis import attention_report
 from .attention import attention_layers
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageSet, draw_augmentation, normalise, shift_and_flip
-from .models import PatchWhitening
 from .recipes import Recipe
+from .speedrun import fit_airbench94
+
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for recipes with compile=True (tests use "eager")
 
 
 def attention_gammas(model: nn.Module) -> dict[str, float]:
@@ -40,35 +42,29 @@ def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> fl
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD-Nesterov; weight decay only on weights with 2+ dimensions (convs, linear layers).
+    """SGD-Nesterov; weight decay only on the weights of convolutions and linear layers.
 
-    The parameters that shape the attention scores (query/key projections, temperature, position table)
-    can get their own learning rate (`recipe.attention_lr_scale` x lr) and, with
-    `recipe.qk_weight_decay=False`, no weight decay. Each group's `lr_scale` multiplies the schedule's lr.
+    Never decayed: BatchNorm, biases, attention `gamma`, the cosine-attention temperature and the relative
+    position table (a table of biases, though it is 2-D). The query/key weights are decayed unless
+    `recipe.qk_weight_decay` is False. The parameters that shape the attention scores (query/key
+    projections, temperature, position table) get `recipe.attention_lr_scale` x lr; each group's
+    `lr_scale` multiplies the schedule's lr.
     """
-    score_params = set()
+    qk, never_decayed = set(), set()
     for layer in attention_layers(model):
-        for p in [*layer.query.parameters(), *layer.key.parameters(), layer.log_temperature,
-                  layer.position_table]:
-            if p is not None:
-                score_params.add(p)
+        qk.update([*layer.query.parameters(), *layer.key.parameters()])
+        never_decayed.update(p for p in (layer.log_temperature, layer.position_table) if p is not None)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if not p.requires_grad:  # frozen (a whitening layer)
             continue
-        scores = p in score_params
-        decay = p.dim() > 1 and (recipe.qk_weight_decay or not scores)
+        scores = p in qk or p in never_decayed
+        decay = p.dim() > 1 and p not in never_decayed and (recipe.qk_weight_decay or p not in qk)
         groups.setdefault((scores, decay), []).append(p)
     return torch.optim.SGD([{"params": params, "weight_decay": recipe.weight_decay if decay else 0.0,
                              "lr_scale": recipe.attention_lr_scale if scores else 1.0}
                             for (scores, decay), params in groups.items()],
                            lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in [*model.parameters(), *model.buffers()]:
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -89,9 +85,11 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     was_training = model.training
     model.eval()
-    device = _model_device(model)
+    device = runtime.model_device(model)
     world, rank = runtime.world_size(), runtime.rank()
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, correct predictions
+    # float32 and int64: Apple's MPS has no float64; the count of correct predictions stays exact
+    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     try:
         for i in range(rank * batch_size, len(labels), world * batch_size):
             x = normalise(images[i:i + batch_size].to(device), mean, std).contiguous(
@@ -101,24 +99,26 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 logits = model(x).float()
                 if flip:
                     logits = (logits + model(x.flip(-1)).float()) / 2
-            total[0] += F.cross_entropy(logits, y, reduction="sum")
-            total[1] += (logits.argmax(1) == y).sum()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
     finally:
         model.train(was_training)
-    loss_sum, correct = runtime.all_reduce_sum(total).tolist()  # the one read-back
-    return loss_sum / len(labels), correct / len(labels)
+    # the one read-back: Python numbers on the host
+    return (runtime.all_reduce_sum(loss_sum).item() / len(labels),
+            runtime.all_reduce_sum(correct).item() / len(labels))
 
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: dict[str, torch.Tensor],
                     recipe: Recipe, epoch: int, total_steps: int, seed: int, amp: bool = False,
-                    progress: bool = True) -> dict[str, float]:
+                    progress: bool = True, eager: nn.Module | None = None) -> dict[str, float]:
     """One pass over the training images in a seeded random order; returns loss, accuracy, lr, seconds.
 
     `train` holds device tensors: uint8 `images`, `labels`, and `mean`/`std` (C x 1 x 1). Each step takes
     the next `recipe.batch_size` images of one permutation (the global batch: under torchrun every process
     takes its share of it), augments, normalises, and does forward, loss, backward and an SGD step at the
     schedule's learning rate. Loss and accuracy are summed on the device and read back only every
-    `recipe.log_every` steps, so the GPU is never made to wait for the host in between.
+    `recipe.log_every` steps, so the GPU is never made to wait for the host in between. `eager`: the
+    uncompiled model (same parameters) for a short last batch, so a compiled `model` sees one batch shape.
     """
     from tqdm.auto import tqdm
     device = train["images"].device
@@ -150,8 +150,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: d
         if not recipe.channels_last:
             x = x.contiguous()
         y = train["labels"][idx[mine]]
+        net = eager if eager is not None and len(idx) < batch else model
         with _autocast(device, amp):
-            logits = model(x)
+            logits = net(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
         # DDP averages gradients over processes; scaling by (share / global batch) x processes makes that
         # average the gradient of the mean loss over the whole global batch, even when shares differ
@@ -200,96 +201,119 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     """Train `model` on `data` (`split_data`'s "train", "val" and "test") with `recipe`; returns the result.
 
     What it adds to `train_one_epoch`: the learning-rate schedule over all epochs; validation and a
-    history entry after every epoch (losses, accuracies, seconds, images/s, attention `gamma`s and
-    `attention_report`); the test set scored once, at the end; with `checkpoint`, a save after every
-    epoch, so an interrupted run resumes from its last epoch and a finished one is reused (unless
-    `force=True`); and, under torchrun, DistributedDataParallel with the same global batch, schedule and
-    seed as a single process (process 0 alone shows progress and writes the checkpoint).
+    history entry after every epoch (losses, accuracies, seconds, images/s, attention `gamma`s, and the
+    model's own `epoch_report` when it has one: the attention statistics of `AttentionCNN`); the test set
+    scored once, at the end; with `checkpoint`, a save after every epoch, so an interrupted run resumes
+    from its last epoch and a finished one is reused (unless `force=True`); and, under torchrun,
+    DistributedDataParallel with the same global batch, schedule and seed as a single process (process 0
+    alone shows progress and writes the checkpoint). A model with a `fit_to_data(images)` method (a
+    whitening layer) is set from the first 5,000 normalised training images before the first epoch.
 
     The model stays on `device` and in eval mode afterwards. Result keys: model, model_config, dataset,
     recipe, device, world_size, epochs, seed, test_accuracy (0..1), test_loss, train_seconds (training
     steps and validation of every epoch, this run and any resumed part), images_per_second, history,
     mean, std, classes, machine, resumed_from.
     """
-    device = runtime.get_device(device) if isinstance(device, str) else device
+    device = runtime.get_device(device)
     recipe = replace(recipe, epochs=recipe.epochs if epochs is None else epochs)
     amp = recipe.amp if recipe.amp is not None else device.type == "cuda"
     runtime.configure_backends(device, recipe.tf32, recipe.deterministic)
-    world, rank = runtime.world_size(), runtime.rank()
     train, val, test = data["train"], data["val"], data["test"]
     identity = dict(recipe=recipe.settings(), seed=seed, epochs=recipe.epochs)
-
     blob = _resume(checkpoint, identity, force)
-    history: list[dict[str, Any]] = []
     if blob is not None:
         load_weights(blob, model, checkpoint)
-        history = list(blob["meta"]["history"])
         if blob["meta"].get("finished"):
-            if progress and rank == 0:
-                print(f"reusing the finished checkpoint {checkpoint} (force=True retrains)", file=sys.stderr)
+            _say(progress, f"reusing the finished checkpoint {checkpoint} (force=True retrains)")
             model.to(device).eval()
             return dict(blob["meta"]["result"], reused_checkpoint=str(checkpoint))
-    model.to(device)
-    if recipe.channels_last:
-        model.to(memory_format=torch.channels_last)
+    if recipe.trainer == "airbench94":  # the gpu recipe: airbench94's own training, in seconds (speedrun.py)
+        result = fit_airbench94(model, data, recipe, device, seed, progress)
+        _save(checkpoint, model, identity, None, train, result["history"], finished=True, result=result)
+        return result
+    history: list[dict[str, Any]] = [] if blob is None else list(blob["meta"]["history"])
+    model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
     optimizer = make_optimizer(model, recipe)
     if blob is not None:
         optimizer.load_state_dict(blob["meta"]["optimizer"])
-    start_epoch = len(history)
-    if start_epoch == 0:  # a frozen whitening layer is set from the training images (the same on every process)
-        for layer in model.modules():
-            if isinstance(layer, PatchWhitening):
-                layer.fit_to(normalise(train.images[:5000].to(device), train.mean, train.std))
-    step_model = model
-    if world > 1:
-        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                         else None)
-    if recipe.compile:
-        step_model = torch.compile(step_model)
-
+    elif hasattr(model, "fit_to_data"):  # the same on every process
+        model.fit_to_data(normalise(train.images[:5000].to(device), train.mean, train.std))
+    step_model, eager = _step_models(model, device, recipe)
     tensors = dict(images=train.images.to(device), labels=train.labels.to(device),
                    mean=torch.tensor(train.mean, device=device).view(-1, 1, 1),
                    std=torch.tensor(train.std, device=device).view(-1, 1, 1))
     probe = normalise((val if len(val) else train).images[:256].to(device), train.mean, train.std)
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
-    for epoch in range(start_epoch, recipe.epochs):
+    save, start = partial(_save, checkpoint, model, identity, optimizer, train), len(history)
+    for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()
-        row = train_one_epoch(step_model, optimizer, tensors, recipe, epoch, total_steps, seed, amp, progress)
+        row = train_one_epoch(step_model, optimizer, tensors, recipe, epoch, total_steps, seed, amp, progress, eager)
         val_loss, val_acc = (evaluate(model, val.images, val.labels, train.mean, train.std,
                                       flip=recipe.flip_test, amp=amp) if len(val) else (None, None))
         row = dict(epoch=epoch + 1, **row, val_loss=val_loss, val_accuracy=val_acc,
                    seconds=time.perf_counter() - t0, gammas=attention_gammas(model))
-        if rank == 0:
-            row["attention"] = attention_report(model, probe)
-            if progress:
-                val_text = "no validation split" if val_acc is None else f"val loss {val_loss:.3f} acc {val_acc:.3f}"
-                print(f"epoch {epoch + 1}/{recipe.epochs}: train loss {row['train_loss']:.3f} acc "
-                      f"{row['train_accuracy']:.3f} | {val_text} | {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+        if runtime.rank() == 0 and hasattr(model, "epoch_report"):
+            row["attention"] = model.epoch_report(probe)
+        _say(progress, _epoch_line(row, recipe.epochs))
         history.append(row)
-        if checkpoint is not None and rank == 0:
-            save_checkpoint(checkpoint, model, identity=identity, epoch=epoch + 1, history=history,
-                            optimizer=optimizer.state_dict(), finished=False, mean=train.mean, std=train.std,
-                            classes=train.classes)
-        runtime.barrier()  # no process runs ahead of a checkpoint being written
-
+        save(history, finished=False)
     test_loss, test_acc = evaluate(model, test.images, test.labels, train.mean, train.std,
                                    flip=recipe.flip_test, amp=amp)
-    result = dict(model=type(model).__name__, model_config=getattr(model, "config", {}),
-                  parameters=sum(p.numel() for p in model.parameters()), dataset=recipe.dataset,
-                  recipe=recipe.name, device=str(device), world_size=world, amp=amp, compile=recipe.compile,
-                  epochs=recipe.epochs, seed=seed, test_accuracy=test_acc, test_loss=test_loss,
-                  train_seconds=sum(h["seconds"] for h in history),
-                  images_per_second=len(train) * len(history) / sum(h["step_seconds"] for h in history),
-                  train_images=len(train), val_images=len(val), test_images=len(test), data_source=train.source,
-                  mean=train.mean, std=train.std, classes=train.classes,
-                  history=history, machine=runtime.machine(), resumed_from=start_epoch)
-    if checkpoint is not None and rank == 0:
-        save_checkpoint(checkpoint, model, identity=identity, epoch=recipe.epochs, history=history,
-                        optimizer=optimizer.state_dict(), finished=True, result=result, mean=train.mean,
-                        std=train.std, classes=train.classes)
-    runtime.barrier()
-    if progress and rank == 0:
-        print(f"test accuracy {test_acc:.4f} after {recipe.epochs} epochs, {result['train_seconds']:.0f} s of "
-              f"training", file=sys.stderr)
+    result = _result(model, data, recipe, device, amp, seed, test_loss, test_acc, history, start)
+    save(history, finished=True, result=result)
+    _say(progress, f"test accuracy {test_acc:.4f} after {recipe.epochs} epochs, "
+                   f"{result['train_seconds']:.0f} s of training")
     model.eval()
     return result
+
+
+def _say(progress: bool, text: str) -> None:
+    """A progress line on stderr, from process 0 only."""
+    if progress and runtime.rank() == 0:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    val = ("no validation split" if row["val_accuracy"] is None
+           else f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}")
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} | "
+            f"{val} | {row['seconds']:.0f} s")
+
+
+def _step_models(model: nn.Module, device: torch.device, recipe: Recipe) -> tuple[nn.Module, nn.Module | None]:
+    """(the module that takes training steps, the uncompiled one for a short last batch or None): the
+    model, wrapped in DistributedDataParallel under torchrun and compiled when the recipe says so."""
+    step_model = model
+    if runtime.world_size() > 1:
+        step_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if not recipe.compile:
+        return step_model, None
+    return torch.compile(step_model, backend=COMPILE_BACKEND), step_model
+
+
+def _save(checkpoint: str | os.PathLike | None, model: nn.Module, identity: dict[str, Any],
+          optimizer: torch.optim.Optimizer | None, train: ImageSet, history: list[dict[str, Any]], finished: bool,
+          result: dict[str, Any] | None = None) -> None:
+    """Write the checkpoint (process 0), then let no process run ahead of it."""
+    if checkpoint is not None and runtime.rank() == 0:
+        extra = {} if result is None else dict(result=result)
+        save_checkpoint(checkpoint, model, identity=identity, epoch=len(history), history=history,
+                        optimizer=None if optimizer is None else optimizer.state_dict(), finished=finished, mean=train.mean, std=train.std,
+                        classes=train.classes, **extra)
+    runtime.barrier()
+
+
+def _result(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, device: torch.device, amp: bool,
+            seed: int, test_loss: float, test_acc: float, history: list[dict[str, Any]],
+            resumed_from: int) -> dict[str, Any]:
+    train = data["train"]
+    return dict(model=type(model).__name__, model_config=getattr(model, "config", {}),
+                parameters=sum(p.numel() for p in model.parameters()), dataset=recipe.dataset,
+                recipe=recipe.name, device=str(device), world_size=runtime.world_size(), amp=amp,
+                compile=recipe.compile, epochs=recipe.epochs, seed=seed, test_accuracy=test_acc,
+                test_loss=test_loss, train_seconds=sum(h["seconds"] for h in history),
+                images_per_second=len(train) * len(history) / sum(h["step_seconds"] for h in history),
+                train_images=len(train), val_images=len(data["val"]), test_images=len(data["test"]),
+                data_source=train.source, mean=train.mean, std=train.std, classes=train.classes,
+                history=history, machine=runtime.machine(), resumed_from=resumed_from)

@@ -62,8 +62,12 @@ def test_uniform_attention_accuracy_and_predict_restore_the_model():
 def test_occlusion_check_reports_both_kinds_of_patches():
     out = occlusion_check(small_model(), torch.randn(30, 3, 16, 16), k=2, batch_size=7)
     assert out["images"] == 30 and out["k"] == 2
-    for name in ("attended", "random"):
-        assert -1 <= out[f"{name}_drop"] <= 1 and 0 <= out[f"{name}_changed"] <= 1
+    for name in ("attended", "random"):  # a share of the 30 images
+        assert 30 * out[f"{name}_changed"] == pytest.approx(round(30 * out[f"{name}_changed"]))
+    everything = occlusion_check(small_model(), torch.randn(30, 3, 16, 16), k=16, batch_size=7)
+    # hiding all 16 cells of the 4 x 4 map hides the whole image, whichever cells are "attended"
+    assert everything["attended_drop"] == pytest.approx(everything["random_drop"], abs=1e-6)
+    assert everything["attended_changed"] == everything["random_changed"]
     lo, hi = out["difference_ci95"]
     assert out["difference"] == pytest.approx(out["attended_drop"] - out["random_drop"])
     assert lo <= out["difference"] <= hi

@@ -100,7 +100,9 @@ def test_cli_smoke_run(tmp_path):
     assert (result["model"], result["dataset"], result["recipe"], result["device"], result["seed"]) == (
         "LongRangeCNN", "long-range", "smoke", str(get_device("auto")), 3)
     assert result["epochs"] == get_recipe("smoke", "long-range").epochs == len(result["history"])
-    assert 0 <= result["test_accuracy"] <= 1 and result["train_seconds"] > 0
+    correct = result["test_accuracy"] * result["test_images"]  # a fraction of whole test images
+    assert correct == pytest.approx(round(correct), abs=1e-6) and result["test_images"] == 256
+    assert result["train_seconds"] > 0
 
 
 def test_summary_cnn_is_built_for_the_long_range_image_size(tmp_path):

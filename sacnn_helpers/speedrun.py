@@ -1,0 +1,300 @@
+"""The `gpu` recipe: airbench94's training, reproduced on any device, for `Airbench94Net` with or without
+attention.
+
+airbench94 (Keller Jordan, github.com/KellerJordan/cifar10-airbench; the PyPI package `airbench` 0.1.8,
+`lib_airbench94.py` and `utils.py`) reaches 94 % on CIFAR-10 in about 4 s on an A100. Everything here that
+decides the result is airbench's, line for line: the hyperparameters (`HYP`, equal to
+`airbench.lib_airbench94.hyp`), the decoupled learning rate and weight decay, BatchNorm biases at 64x the
+learning rate, the 0.2 -> 1 -> 0.07 triangular schedule, lookahead weight averaging every 5 steps, the
+whitening layer set from 5,000 images with its bias trained for 3 epochs, reflect-padded 2-pixel crops
+with a flip that alternates by epoch, and test-time augmentation level 2 (mirror + two shifts). What is
+ours: the attention layer (`Airbench94Net(attention=True)`), its score parameters (query/key, temperature,
+position table) in a group of their own with 10x the learning rate and no weight decay, as the `cpu`
+recipe found (an empty group without attention), the global seed reset before the first batch (so runs
+with and without attention see the same batches), and running on the CPU or Apple MPS in float32 where
+airbench needs CUDA and float16. `tests/test_speedrun.py` checks the equivalence on the CPU against
+airbench's own code.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from math import ceil
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.transforms.functional import normalize
+
+from . import runtime
+from .attention import attention_layers
+
+# airbench94's hyperparameters (lib_airbench94.py), decoupled: lr and weight decay per 1,024 examples
+HYP: dict[str, Any] = {
+    "opt": {"train_epochs": 9.9, "batch_size": 1024, "lr": 11.5, "momentum": 0.85, "weight_decay": 0.0153,
+            "bias_scaler": 64.0, "label_smoothing": 0.2, "whiten_bias_epochs": 3},
+    "aug": {"flip": True, "translate": 2},
+    "net": {"widths": {"block1": 64, "block2": 256, "block3": 256}, "batchnorm_momentum": 0.6,
+            "scaling_factor": 1 / 9, "tta_level": 2},
+}
+CIFAR_MEAN = torch.tensor((0.4914, 0.4822, 0.4465))  # airbench's, in 0..1
+CIFAR_STD = torch.tensor((0.2470, 0.2435, 0.2616))
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """float16 on CUDA (airbench's choice: the whole network but BatchNorm), float32 on the CPU and MPS."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def prepare_net(model: nn.Module, device: torch.device) -> nn.Module:
+    """Put the network on `device` as airbench does: its dtype (BatchNorm stays float32), channels_last."""
+    model = model.to(device, dtype=compute_dtype(device), memory_format=torch.channels_last)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.float()
+    return model
+
+
+# --- data: the whole set on the device, augmented in whole-tensor operations -------------------------
+
+def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 N x C x H x W -> the device's dtype in 0..1, channels_last (airbench's `CifarLoader.images`)."""
+    x = images.to(device)
+    x = x.half() if compute_dtype(device) == torch.float16 else x.float()
+    return (x / 255).to(memory_format=torch.channels_last)
+
+
+def batch_flip_lr(inputs: torch.Tensor) -> torch.Tensor:
+    flip_mask = (torch.rand(len(inputs), device=inputs.device) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(flip_mask, inputs.flip(-1), inputs)
+
+
+def batch_crop(images: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """A random crop_size x crop_size crop of each (padded) image, done as one masked copy per offset."""
+    r = (images.size(-1) - crop_size) // 2
+    shifts = torch.randint(-r, r + 1, size=(len(images), 2), device=images.device)
+    out = torch.empty((len(images), images.shape[1], crop_size, crop_size), device=images.device,
+                      dtype=images.dtype)
+    for sy in range(-r, r + 1):
+        for sx in range(-r, r + 1):
+            mask = (shifts[:, 0] == sy) & (shifts[:, 1] == sx)
+            out[mask] = images[mask, :, r + sy:r + sy + crop_size, r + sx:r + sx + crop_size]
+    return out
+
+
+class Loader:
+    """airbench's `CifarLoader` for training, on tensors: normalised once; on the first pass every image is
+    flipped at random once and reflect-padded; each epoch takes a random crop of each, mirrors all of them
+    on odd epochs (the alternating flip), shuffles, and yields full batches only."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int = 2,
+                 flip: bool = True) -> None:
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.translate, self.flip, self.epoch = translate, flip, 0
+        self.proc: dict[str, torch.Tensor] = {}
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return normalize(images, CIFAR_MEAN.tolist(), CIFAR_STD.tolist())
+
+    def __len__(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def __iter__(self):
+        if self.epoch == 0:
+            images = self.proc["norm"] = self.normalize(self.images)
+            if self.flip:
+                images = self.proc["flip"] = batch_flip_lr(images)
+            if self.translate > 0:
+                self.proc["pad"] = F.pad(images, (self.translate,) * 4, "reflect")
+        if self.translate > 0:
+            images = batch_crop(self.proc["pad"], self.images.shape[-2])
+        elif self.flip:
+            images = self.proc["flip"]
+        else:
+            images = self.proc["norm"]
+        if self.flip and self.epoch % 2 == 1:
+            images = images.flip(-1)
+        self.epoch += 1
+        indices = torch.randperm(len(images), device=images.device)
+        for i in range(len(self)):
+            idxs = indices[i * self.batch_size:(i + 1) * self.batch_size]
+            yield images[idxs], self.labels[idxs]
+
+
+# --- the whitening layer, lookahead, test-time augmentation -----------------------------------------
+
+def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
+    """Set a 2x2 conv to whiten image patches: eigenvectors of their covariance over sqrt(eigenvalue + eps),
+    each with its negative (airbench's `init_whitening_conv`)."""
+    c, (h, w) = images.shape[1], layer.weight.shape[2:]
+    patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
+    n = len(patches)
+    flat = patches.view(n, -1)
+    covariance = (flat.T @ flat) / n
+    if covariance.device.type == "mps":  # MPS has no eigh: solve the 12 x 12 problem on the CPU
+        covariance = covariance.cpu()
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance, UPLO="U")
+    eigenvalues = eigenvalues.flip(0).view(-1, 1, 1, 1).to(layer.weight.device)
+    eigenvectors = eigenvectors.T.reshape(c * h * w, c, h, w).flip(0).to(layer.weight.device)
+    scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
+    layer.weight.data[:] = torch.cat((scaled, -scaled))
+
+
+class Lookahead:
+    """Lookahead weight averaging: every few steps the weights move to an average that trails them."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net_ema = {k: v.clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, decay: float) -> None:
+        for ema, current in zip(self.net_ema.values(), net.state_dict().values()):
+            if current.dtype in (torch.half, torch.float):
+                ema.lerp_(current, 1 - decay)
+                current.copy_(ema)
+
+
+@torch.no_grad()
+def infer(model: nn.Module, images: torch.Tensor, tta_level: int = 0) -> torch.Tensor:
+    """Logits for normalised images: 0 plain, 1 averaged with the mirror image, 2 also with two 1-pixel
+    shifts (reflect padding) and their mirrors (airbench's `infer`). Leaves the model in eval mode."""
+
+    def mirror(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * model(x) + 0.5 * model(x.flip(-1))
+
+    def mirror_translate(x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, (1,) * 4, "reflect")
+        shifted = [padded[:, :, 0:32, 0:32], padded[:, :, 2:34, 2:34]]
+        return 0.5 * mirror(x) + 0.5 * torch.stack([mirror(s) for s in shifted]).mean(0)
+
+    model.eval()
+    fn = [lambda x: model(x).clone(), mirror, mirror_translate][tta_level]
+    return torch.cat([fn(batch) for batch in images.split(2000)])
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+def score_parameters(model: nn.Module) -> set[nn.Parameter]:
+    """The parameters that shape the attention scores: query/key projections, temperature, position table."""
+    params: set[nn.Parameter] = set()
+    for layer in attention_layers(model):
+        params.update([*layer.query.parameters(), *layer.key.parameters()])
+        params.update(p for p in (layer.log_temperature, layer.position_table) if p is not None)
+    return params
+
+
+def make_optimizer(model: nn.Module, batch_size: int, lr: float, momentum: float, weight_decay: float,
+                   bias_scaler: float, attention_lr_scale: float = 10.0) -> torch.optim.SGD:
+    """airbench's SGD-Nesterov with decoupled settings (lr and weight decay per 1,024 examples, the step
+    size independent of momentum), BatchNorm biases at `bias_scaler` x lr, plus a group of ours for the
+    attention score parameters (`attention_lr_scale` x lr, no weight decay; empty without attention)."""
+    kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+    lr = lr / kilostep_scale  # PyTorch's SGD learning rate
+    wd = weight_decay * batch_size / kilostep_scale
+    lr_biases = lr * bias_scaler
+    scores = score_parameters(model)
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    norm_biases = [p for k, p in named if "norm" in k]
+    others = [p for k, p in named if "norm" not in k and p not in scores]
+    groups = [dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
+              dict(params=others, lr=lr, weight_decay=wd / lr)]
+    if scores:
+        groups.append(dict(params=[p for k, p in named if p in scores], lr=lr * attention_lr_scale,
+                           weight_decay=0.0))
+    return torch.optim.SGD(groups, momentum=momentum, nesterov=True)
+
+
+def triangle(steps: int, start: float = 0, end: float = 0, peak: float = 0.5) -> torch.Tensor:
+    """Piecewise-linear schedule over steps + 1 points: `start` -> 1 at `peak` x steps -> `end`."""
+    xp = torch.tensor([0, int(peak * steps), steps])
+    fp = torch.tensor([start, 1, end])
+    x = torch.arange(1 + steps)
+    m = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])
+    b = fp[:-1] - (m * xp[:-1])
+    indices = torch.clamp(torch.sum(torch.ge(x[:, None], xp[None, :]), 1) - 1, 0, len(m) - 1)
+    return m[indices] * x + b[indices]
+
+
+def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_epochs"],
+            label_smoothing: float = HYP["opt"]["label_smoothing"], lr: float = HYP["opt"]["lr"],
+            bias_scaler: float = HYP["opt"]["bias_scaler"], momentum: float = HYP["opt"]["momentum"],
+            weight_decay: float = HYP["opt"]["weight_decay"],
+            whiten_bias_epochs: int = HYP["opt"]["whiten_bias_epochs"], attention_lr_scale: float = 10.0,
+            progress: bool = False) -> list[dict[str, float]]:
+    """airbench94's `train` for a prepared `model` (`prepare_net`) whose first layer is the whitening conv;
+    returns one row per epoch (the last batch's loss, seconds). Random numbers come from the global
+    generator of the loader's device, in airbench's order."""
+    from tqdm.auto import tqdm
+    device = loader.images.device
+    total_steps = ceil(len(loader) * epochs)
+    optimizer = make_optimizer(model, loader.batch_size, lr, momentum, weight_decay, bias_scaler,
+                               attention_lr_scale)
+    schedule = triangle(total_steps, start=0.2, end=0.07, peak=0.23)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
+    alpha_schedule = 0.95 ** 5 * (torch.arange(total_steps + 1) / total_steps) ** 3
+    lookahead = Lookahead(model)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction="none")
+    init_whitening_conv(model[0], loader.normalize(loader.images[:5000]))
+    bar = tqdm(total=total_steps, desc="airbench94 steps", disable=not progress, dynamic_ncols=True)
+    history, step = [], 0
+    for epoch in range(ceil(epochs)):
+        runtime.synchronize(device)
+        start = time.perf_counter()
+        model[0].bias.requires_grad = epoch < whiten_bias_epochs
+        model.train()
+        for inputs, labels in loader:
+            outputs = model(inputs)
+            loss = loss_fn(outputs, labels).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update()
+            if step % 5 == 0:
+                lookahead.update(model, decay=alpha_schedule[step].item())
+            if step >= total_steps:
+                lookahead.update(model, decay=1.0)
+                break
+        runtime.synchronize(device)
+        history.append(dict(epoch=epoch + 1, train_loss=loss.item() / loader.batch_size,
+                            step_seconds=time.perf_counter() - start))
+    bar.close()
+    return history
+
+
+def fit_airbench94(model: nn.Module, data: dict[str, Any], recipe: Any, device: torch.device, seed: int = 0,
+                   progress: bool = True) -> dict[str, Any]:
+    """What `fit` runs for the `gpu` recipe: airbench94's training of `model` (an `Airbench94Net`) on all of
+    `data["train"]`, scored on `data["test"]` with test-time augmentation level 2. The global generator is
+    reset from `seed` before the first batch, so runs with and without attention see the same batches."""
+    if runtime.world_size() > 1:
+        raise RuntimeError("the gpu recipe (airbench94's training) runs in one process; launch it without torchrun")
+    if not hasattr(model, "config") or model[0].weight.shape[-1] != 2:
+        raise TypeError(f"the gpu recipe trains an Airbench94Net (its first layer the 2x2 whitening conv), got "
+                        f"{type(model).__name__}: build it with build_recipe_model(get_recipe('gpu'), ...)")
+    train, test = data["train"], data["test"]
+    model = prepare_net(model, device)
+    loader = Loader(to_float_images(train.images, device), train.labels.to(device), recipe.batch_size,
+                    recipe.translate, recipe.flip)
+    torch.manual_seed(seed)
+    epochs = recipe.epochs
+    history = train94(model, loader, epochs=epochs, label_smoothing=recipe.label_smoothing,
+                      attention_lr_scale=recipe.attention_lr_scale, progress=progress)
+    test_images = loader.normalize(to_float_images(test.images, device))
+    logits = infer(model, test_images, tta_level=HYP["net"]["tta_level"]).float()
+    labels = test.labels.to(device)
+    test_acc = (logits.argmax(1) == labels).sum().item() / len(labels)
+    test_loss = F.cross_entropy(logits, labels).item()
+    seconds = sum(h["step_seconds"] for h in history)
+    model.float().eval()  # float32 afterwards, so every helper (predict, the explorer) can feed it float32 images
+    return dict(model=type(model).__name__, model_config=copy.deepcopy(getattr(model, "config", {})),
+                parameters=sum(p.numel() for p in model.parameters()), dataset=recipe.dataset, recipe=recipe.name,
+                trainer="airbench94", device=str(device), world_size=1, amp=False, compile=False,
+                dtype=str(compute_dtype(device)), epochs=recipe.epochs, seed=seed, test_accuracy=test_acc,
+                test_loss=test_loss, tta_level=HYP["net"]["tta_level"], train_seconds=seconds,
+                images_per_second=ceil(len(loader) * epochs) * loader.batch_size / seconds,
+                train_images=len(train), val_images=0, test_images=len(test), data_source=train.source,
+                mean=[255 * m for m in CIFAR_MEAN.tolist()], std=[255 * s for s in CIFAR_STD.tolist()],
+                classes=train.classes, history=history, machine=runtime.machine(), resumed_from=0)

@@ -1,0 +1,142 @@
+"""The `gpu` recipe is airbench94's training: checked on the CPU against the PyPI package `airbench` 0.1.8
+itself, with its `.cuda()`/`.half()` calls and CUDA timers patched out (airbench runs on CUDA only)."""
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+import sacnn_helpers as sh
+from sacnn_helpers import speedrun
+from sacnn_helpers.models import Airbench94Net
+
+airbench = pytest.importorskip("airbench", reason="pip install airbench==0.1.8 (requirements.txt has it)")
+from airbench import lib_airbench94, utils as airbench_utils  # noqa: E402
+
+
+class _Event:  # stands in for torch.cuda.Event: airbench times its loop with CUDA events
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def record(self):
+        pass
+
+    def elapsed_time(self, other):
+        return 0.0
+
+
+@pytest.fixture
+def airbench_on_cpu(monkeypatch, tmp_path):
+    """airbench's own code on the CPU in float32: .half() and .cuda() do nothing, CUDA timers are dummies,
+    and its data files are read onto the CPU. Runs in a folder that holds cifar10/train.pt and test.pt."""
+    monkeypatch.setattr(nn.Module, "half", lambda self: self)
+    monkeypatch.setattr(nn.Module, "cuda", lambda self, *a, **k: self)
+    monkeypatch.setattr(torch.Tensor, "half", lambda self, *a, **k: self.float())
+    monkeypatch.setattr(torch.cuda, "Event", _Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda path, map_location=None, **k: real_load(path, map_location="cpu", **k))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _tiny_cifar(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (n,), generator=g))
+
+
+def _write_airbench_files(folder, images, labels):
+    (folder / "cifar10").mkdir()
+    for name in ("train", "test"):  # airbench's format: N x H x W x C uint8
+        torch.save({"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels,
+                    "classes": [str(i) for i in range(10)]}, folder / "cifar10" / f"{name}.pt")
+
+
+def test_the_hyperparameters_are_airbench94s():
+    assert speedrun.HYP == lib_airbench94.hyp
+
+
+def test_without_attention_the_network_is_make_net94_weight_for_weight(airbench_on_cpu):
+    torch.manual_seed(0)
+    theirs = lib_airbench94.make_net94()
+    torch.manual_seed(0)
+    ours = speedrun.prepare_net(Airbench94Net(attention=False), torch.device("cpu"))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [p.requires_grad for p in ours.parameters()] == [p.requires_grad for p in theirs.parameters()]
+    assert [(m.eps, m.momentum) for m in ours.modules() if isinstance(m, nn.BatchNorm2d)] == \
+        [(m.eps, m.momentum) for m in theirs.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(ours.eval()(x), theirs.eval()(x), rtol=0, atol=0)
+
+
+def test_the_shared_layers_start_the_same_with_and_without_attention():
+    torch.manual_seed(3)
+    plain = Airbench94Net(attention=False)
+    torch.manual_seed(3)
+    attending = Airbench94Net(attention=True, attention_after=2, heads=4, **sh.recipes.RECOMMENDED_ATTENTION)
+    shared = {k: v for k, v in attending.state_dict().items() if not k.startswith("4.")}
+    renamed = {(f"{int(k.split('.')[0]) - 1}" + k[k.index("."):] if int(k.split(".")[0]) > 4 else k): v
+               for k, v in shared.items()}
+    assert list(renamed) == list(plain.state_dict())
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, renamed[name]), name
+    assert isinstance(attending[4], sh.SelfAttention) and attending[4].size == (7, 7)
+
+
+def test_twenty_steps_give_airbench94s_weights_and_tta_logits(airbench_on_cpu):
+    """Same seed, same images: 1,024 images in batches of 128 for 2.5 epochs = 20 steps (lookahead at
+    steps 5, 10, 15, 20; the whitening bias frozen after epoch 1) end on airbench's weights exactly."""
+    images, labels = _tiny_cifar(1024)
+    _write_airbench_files(airbench_on_cpu, images, labels)
+    settings = dict(epochs=2.5, whiten_bias_epochs=1)
+
+    torch.manual_seed(0)
+    loader = airbench_utils.CifarLoader("cifar10", train=True, batch_size=128, aug=dict(flip=True, translate=2),
+                                        altflip=True)
+    theirs = lib_airbench94.train94(train_loader=loader, verbose=False, **settings)
+
+    torch.manual_seed(0)
+    ours = speedrun.prepare_net(Airbench94Net(attention=False), torch.device("cpu"))
+    our_loader = speedrun.Loader(speedrun.to_float_images(images, torch.device("cpu")), labels, 128)
+    history = speedrun.train94(ours, our_loader, **settings)
+
+    assert len(history) == 3 and our_loader.epoch == 3
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs from airbench94's after 20 steps"
+    test_loader = airbench_utils.CifarLoader("cifar10", train=False, batch_size=2000)
+    for level in (0, 1, 2):
+        expected = airbench_utils.infer(theirs, test_loader, tta_level=level)
+        got = speedrun.infer(ours, our_loader.normalize(speedrun.to_float_images(images, torch.device("cpu"))),
+                             tta_level=level)
+        assert torch.equal(got, expected), f"TTA level {level}"
+
+
+def test_the_optimiser_groups_add_only_the_attention_scores():
+    plain = Airbench94Net(attention=False)
+    groups = speedrun.make_optimizer(plain, 1024, 11.5, 0.85, 0.0153, 64.0).param_groups
+    assert len(groups) == 2  # airbench's two: BatchNorm biases, everything else
+    kilostep = 1024 * (1 + 1 / 0.15)
+    assert groups[1]["lr"] == pytest.approx(11.5 / kilostep) and groups[0]["lr"] == pytest.approx(64 * 11.5 / kilostep)
+    attending = Airbench94Net(attention=True, heads=4, **sh.recipes.RECOMMENDED_ATTENTION)
+    groups = speedrun.make_optimizer(attending, 1024, 11.5, 0.85, 0.0153, 64.0, attention_lr_scale=10).param_groups
+    assert len(groups) == 3 and groups[2]["weight_decay"] == 0 and groups[2]["lr"] == pytest.approx(10 * groups[1]["lr"])
+    layer = attending[4]
+    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in (layer.query.weight, layer.query.bias, layer.key.weight,
+                                                                    layer.key.bias, layer.log_temperature,
+                                                                    layer.position_table)}
+
+
+def test_the_gpu_recipe_trains_through_fit_on_a_cpu_subset(real_cifar10, tmp_path):
+    recipe = sh.get_recipe("gpu", train_limit=2048, test_limit=500, epochs=2, batch_size=128)
+    data = sh.load_recipe_data(recipe)
+    sh.seed_everything(0)
+    model = sh.build_recipe_model(recipe, data["train"])
+    result = sh.fit(model, data, recipe, device="cpu", progress=False, checkpoint=tmp_path / "gpu.pt")
+    assert result["trainer"] == "airbench94" and result["tta_level"] == 2 and len(result["history"]) == 2
+    assert result["test_accuracy"] > 0.2  # 32 steps of airbench94 beat chance (0.1) clearly
+    loaded, meta = sh.load_model(tmp_path / "gpu.pt")
+    images = sh.normalise(data["test"].images[:8], meta["mean"], meta["std"])
+    torch.testing.assert_close(sh.predict(loaded, images), sh.predict(model, images))
