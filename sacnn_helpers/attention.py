@@ -141,6 +141,9 @@ class SelfAttention(nn.Module):
             the features (Swin Transformer V2; "QK-norm").
         position: None, or "relative": a learned bias per head for every offset (dy, dx) between query and
             key, added to the scores (Bello et al. 2019; Swin). Needs `size`, the (H, W) of the map.
+        uniform: every weight is 1/HW, always, in training too: the control that trains the same network
+            with its maps fixed to uniform (Wiegreffe & Pinter 2019), so each pixel's context is the mean of
+            all values. The query/key parameters then get no gradient.
 
     `forward(x)` uses `F.scaled_dot_product_attention`; each head reaches it with stride 1 along its
     channels, whatever the input's memory format, so a fused kernel is used where the device, dtype and
@@ -151,7 +154,7 @@ class SelfAttention(nn.Module):
     def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
                  residual: bool = True, gamma_init: float = 0.0, qk_norm: bool = False,
                  temperature_init: float = 10.0, position: str | None = None,
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, uniform: bool = False) -> None:
         super().__init__()
         qk_channels = in_channels if qk_channels is None else qk_channels
         if heads < 1:
@@ -182,7 +185,8 @@ class SelfAttention(nn.Module):
         else:
             self.position_table = None
         self._captured: list[torch.Tensor] | None = None  # set by `capture_attention`
-        self._uniform = False  # set by `uniform_attention`
+        self.uniform = uniform  # always attend uniformly, in training too (the trained-uniform control)
+        self._uniform = uniform  # set by `uniform_attention` (restored to `uniform` after it)
         self.use_sdpa = True  # False: always the explicit path (what SDPA's math fallback does), for timing
 
     def extra_repr(self) -> str:

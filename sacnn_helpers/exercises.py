@@ -15,14 +15,23 @@ from typing import Any, Callable
 import torch
 
 EXPECTED: dict[str, Callable[..., Any]] = {}
+TOLERANCE: dict[str, float] = {}  # how far off an answer may be, for the exercises that ask "about how many"
 
 
-def exercise(key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: the function computes the expected answer of exercise `key` ("NN.k": notebook, number)."""
+def exercise(key: str, atol: float | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the function computes the expected answer of exercise `key` ("NN.k": notebook, number);
+    `atol`: the accepted distance from it (default 1e-4)."""
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         EXPECTED[key] = fn
+        if atol is not None:
+            TOLERANCE[key] = atol
         return fn
     return register
+
+
+def tolerance(key: str) -> float:
+    """The accepted distance from exercise `key`'s expected value."""
+    return TOLERANCE.get(key, 1e-4)
 
 
 def _same(answer: Any, expected: Any, atol: float) -> tuple[bool, str]:
@@ -57,7 +66,7 @@ def _same(answer: Any, expected: Any, atol: float) -> tuple[bool, str]:
     return ok, "not this number"
 
 
-def check(key: str, answer: Any, *inputs: Any, atol: float = 1e-4) -> None:
+def check(key: str, answer: Any, *inputs: Any, atol: float | None = None) -> None:
     """Print whether `answer` to exercise `key` is right ("correct" or "not yet (hint)").
 
     `inputs` are passed to the exercise's expected-value function (for exercises where the learner writes
@@ -69,7 +78,7 @@ def check(key: str, answer: Any, *inputs: Any, atol: float = 1e-4) -> None:
         print(f"exercise {key}: not answered yet - replace None with your answer and run this cell again")
         return
     try:
-        ok, hint = _same(answer, EXPECTED[key](*inputs), atol)
+        ok, hint = _same(answer, EXPECTED[key](*inputs), tolerance(key) if atol is None else atol)
     except Exception as e:  # a learner's half-finished answer should not crash the check
         ok, hint = False, f"could not compare ({type(e).__name__}: {e})"
     print(f"exercise {key}: {'correct' if ok else 'not yet (' + hint + ')'}")
@@ -103,9 +112,11 @@ def _tiny_score(q, k):
     return attention_scores(q, k)[0, pixel_index(1, 0, 2), pixel_index(0, 1, 2)].item()
 
 
-@exercise("01.3")
+@exercise("01.3", atol=2)
 def _channel_score_growth():
-    return 16  # a sum of N products with a non-zero average grows like N: 128*128 / (32*32)
+    # a sum of N products with a non-zero average grows like N: 128*128 / (32*32) = 16; the solution's own
+    # measurement gives 14.37 / 0.98 = 14.7 from 8x8 to 32x32, so any int from 14 to 18 is accepted
+    return 16
 
 
 @exercise("01.4")

@@ -131,13 +131,16 @@ class AttentionCNN(ReportsAttention, nn.Module):
         replace_conv: the attention layer takes the place of its stage's second 3x3 convolution (as in
             BoTNet, Srinivas et al. 2021) instead of following the stage, so that it, not a convolution,
             mixes that stage's pixels.
+        uniform_attention: train and run every attention layer with its maps fixed to uniform (the control
+            that asks whether *where* the layer looks matters; `SelfAttention(uniform=True)`).
     """
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (32, 64, 128),
                  attention: bool = True, attention_at: list[int] | tuple[int, ...] = (2,), heads: int = 1,
                  qk_channels: int | None = None, in_channels: int = 3, image_size: int = 32,
                  gamma_init: float = 0.0, qk_norm: bool = False, temperature_init: float = 10.0,
-                 position: str | None = None, whiten: bool = False, replace_conv: bool = False) -> None:
+                 position: str | None = None, whiten: bool = False, replace_conv: bool = False,
+                 uniform_attention: bool = False) -> None:
         super().__init__()
         widths, attention_at = [int(w) for w in widths], [int(a) for a in attention_at]
         bad = [a for a in attention_at if not 1 <= a <= len(widths)]
@@ -148,7 +151,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
                            attention_at=attention_at, heads=heads, qk_channels=qk_channels,
                            in_channels=in_channels, image_size=image_size, gamma_init=gamma_init,
                            qk_norm=qk_norm, temperature_init=temperature_init, position=position,
-                           whiten=whiten, replace_conv=replace_conv)
+                           whiten=whiten, replace_conv=replace_conv, uniform_attention=uniform_attention)
         layers: list[nn.Module] = []
         c_in, side = in_channels, image_size
         if whiten:
@@ -164,7 +167,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
             second = [] if replace_conv and here else [nn.Conv2d(width, width, 3, padding=1, bias=False)]
             attend = [SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
                                     qk_norm=qk_norm, temperature_init=temperature_init, position=position,
-                                    size=(side, side))] if attention and here else []
+                                    size=(side, side), uniform=uniform_attention)] if attention and here else []
             if replace_conv and here:
                 layers += attend + [nn.BatchNorm2d(width), nn.GELU()]
             else:
@@ -189,7 +192,7 @@ class LongRangeCNN(ReportsAttention, nn.Module):
 
     `depth` blocks of conv 3x3 (padding 1) -> BatchNorm -> ReLU keep the image size; the attention layer
     (residual, `gamma` starting at `gamma_init`, 1.0 by default) follows block `attention_after`. The head
-    averages each channel over the whole map and applies one Linear layer, so without attention the output
+    averages (or, with `pool="max"`, max-pools) each channel over the whole map and applies one Linear layer, so without attention the output
     is a sum of local features: each unit sees a (2 * depth + 1)-pixel square (`receptive_field`).
     Any image size works (`image_size` is recorded for `build_model`'s callers only).
 
@@ -204,17 +207,21 @@ class LongRangeCNN(ReportsAttention, nn.Module):
         gamma_init: the attention layer's starting `gamma`. 1.0 here, not SAGAN's 0: with the SGD
             recipe and gamma starting at 0 the layer stayed off (gamma ~0.01, 50% accuracy after
             6 epochs); starting at 1 it solves the task in 2-3 epochs (measured, notebook 09).
+        pool: "mean" (the default: the head adds one score per mark) or "max" (each channel's largest
+            value: "is this colour anywhere?", which solves the task without seeing both marks at once).
     """
 
     def __init__(self, num_classes: int = 2, depth: int = 3, width: int = 32, attention: bool = True,
                  attention_after: int = 1, heads: int = 1, qk_channels: int | None = None,
-                 in_channels: int = 3, gamma_init: float = 1.0, image_size: int = 12) -> None:
+                 in_channels: int = 3, gamma_init: float = 1.0, image_size: int = 12, pool: str = "mean") -> None:
         super().__init__()
         if not 1 <= attention_after <= depth:
             raise ValueError(f"attention_after={attention_after} must name a block 1..depth={depth}")
+        if pool not in ("mean", "max"):
+            raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
         self.config = dict(num_classes=num_classes, depth=depth, width=width, attention=attention,
                            attention_after=attention_after, heads=heads, qk_channels=qk_channels,
-                           in_channels=in_channels, gamma_init=gamma_init, image_size=image_size)
+                           in_channels=in_channels, gamma_init=gamma_init, image_size=image_size, pool=pool)
         layers: list[nn.Module] = []
         for block in range(1, depth + 1):
             layers += [nn.Conv2d(in_channels if block == 1 else width, width, 3, padding=1),
@@ -230,7 +237,8 @@ class LongRangeCNN(ReportsAttention, nn.Module):
         return 2 * self.config["depth"] + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        x = self.features(x)
+        return self.head(x.mean(dim=(2, 3)) if self.config["pool"] == "mean" else x.amax(dim=(2, 3)))
 
 
 # --- airbench94's network (Keller Jordan, cifar10-airbench; PyPI `airbench` 0.1.8, lib_airbench94.py) ------

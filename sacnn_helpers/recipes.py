@@ -54,7 +54,8 @@ class Recipe:
         """What decides a run's result, to compare with a checkpoint's: every field but the description and
         the switches that only change speed or display."""
         skip = {"description", "log_every", "compile"}
-        return {k: v for k, v in self.__dict__.items() if k not in skip}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in skip and not (k == "trainer" and v == "fit")}  # runs saved before `trainer` existed
 
 
 # The attention layer the series recommends on CIFAR-10, chosen from benchmarks/attention_maps.md (3 seeds per

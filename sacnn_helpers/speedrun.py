@@ -18,9 +18,11 @@ airbench's own code.
 from __future__ import annotations
 
 import copy
+import os
 import time
+from contextlib import contextmanager
 from math import ceil
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -221,10 +223,12 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
             bias_scaler: float = HYP["opt"]["bias_scaler"], momentum: float = HYP["opt"]["momentum"],
             weight_decay: float = HYP["opt"]["weight_decay"],
             whiten_bias_epochs: int = HYP["opt"]["whiten_bias_epochs"], attention_lr_scale: float = 10.0,
-            progress: bool = False) -> list[dict[str, float]]:
+            progress: bool = False, epoch_end: Callable[[nn.Module], dict[str, Any]] | None = None
+            ) -> list[dict[str, Any]]:
     """airbench94's `train` for a prepared `model` (`prepare_net`) whose first layer is the whitening conv;
-    returns one row per epoch (the last batch's loss, seconds). Random numbers come from the global
-    generator of the loader's device, in airbench's order."""
+    returns one row per epoch (the last batch's loss, seconds of training steps, and whatever `epoch_end`
+    adds, measured outside the timed steps). Random numbers come from the global generator of the loader's
+    device, in airbench's order."""
     from tqdm.auto import tqdm
     device = loader.images.device
     total_steps = ceil(len(loader) * epochs)
@@ -258,8 +262,8 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
                 lookahead.update(model, decay=1.0)
                 break
         runtime.synchronize(device)
-        history.append(dict(epoch=epoch + 1, train_loss=loss.item() / loader.batch_size,
-                            step_seconds=time.perf_counter() - start))
+        row = dict(epoch=epoch + 1, train_loss=loss.item() / loader.batch_size, step_seconds=time.perf_counter() - start)
+        history.append(dict(row, **(epoch_end(model) if epoch_end is not None else {})))
     bar.close()
     return history
 
@@ -278,10 +282,20 @@ def fit_airbench94(model: nn.Module, data: dict[str, Any], recipe: Any, device: 
     model = prepare_net(model, device)
     loader = Loader(to_float_images(train.images, device), train.labels.to(device), recipe.batch_size,
                     recipe.translate, recipe.flip)
+    probe = loader.normalize(loader.images[:256])
+
+    def epoch_end(net: nn.Module) -> dict[str, Any]:  # the keys `fit` logs (no validation split here)
+        gammas = {name: float(m.gamma.detach()) for name, m in net.named_modules()
+                  if m in attention_layers(net) and m.gamma is not None}
+        report = net.epoch_report(probe) if hasattr(net, "epoch_report") else []
+        return dict(val_loss=None, val_accuracy=None, gammas=gammas, attention=report)
+
     torch.manual_seed(seed)
     epochs = recipe.epochs
     history = train94(model, loader, epochs=epochs, label_smoothing=recipe.label_smoothing,
-                      attention_lr_scale=recipe.attention_lr_scale, progress=progress)
+                      attention_lr_scale=recipe.attention_lr_scale, progress=progress, epoch_end=epoch_end)
+    for row in history:
+        row["seconds"] = row["step_seconds"]
     test_images = loader.normalize(to_float_images(test.images, device))
     logits = infer(model, test_images, tta_level=HYP["net"]["tta_level"]).float()
     labels = test.labels.to(device)
@@ -298,3 +312,52 @@ def fit_airbench94(model: nn.Module, data: dict[str, Any], recipe: Any, device: 
                 train_images=len(train), val_images=0, test_images=len(test), data_source=train.source,
                 mean=[255 * m for m in CIFAR_MEAN.tolist()], std=[255 * s for s in CIFAR_STD.tolist()],
                 classes=train.classes, history=history, machine=runtime.machine(), resumed_from=0)
+
+
+# --- airbench's own code, for checks on a machine without CUDA ---------------------------------------
+
+class _NoTimer:
+    """Stands in for torch.cuda.Event, with which airbench times its loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def record(self) -> None:
+        pass
+
+    def elapsed_time(self, other: Any) -> float:
+        return 0.0
+
+
+@contextmanager
+def airbench_on_cpu(folder: str | os.PathLike) -> Iterator[None]:
+    """Run the `airbench` package's own CUDA-only code on the CPU in float32, inside `folder` (where its
+    loader looks for cifar10/train.pt and test.pt): `.half()` and `.cuda()` do nothing, its CUDA timers are
+    dummies and its data files load onto the CPU. Everything is restored on exit. For the equivalence test
+    and `benchmarks/gpu.py --dry-run`."""
+    saved = [(nn.Module, "half", nn.Module.half), (nn.Module, "cuda", nn.Module.cuda),
+             (torch.Tensor, "half", torch.Tensor.half), (torch.cuda, "Event", torch.cuda.Event),
+             (torch.cuda, "synchronize", torch.cuda.synchronize), (torch, "load", torch.load)]
+    real_load, here = torch.load, os.getcwd()
+    nn.Module.half = lambda self: self
+    nn.Module.cuda = lambda self, *a, **k: self
+    torch.Tensor.half = lambda self, *a, **k: self.float()
+    torch.cuda.Event = _NoTimer
+    torch.cuda.synchronize = lambda *a, **k: None
+    torch.load = lambda path, map_location=None, **k: real_load(path, map_location="cpu", **k)
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+def write_airbench_data(folder: str | os.PathLike, train: Any, test: Any) -> None:
+    """Write ImageSets as airbench's loader reads them: folder/cifar10/{train,test}.pt, N x H x W x C uint8."""
+    from pathlib import Path
+    (Path(folder) / "cifar10").mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", train), ("test", test)):
+        torch.save({"images": split.images.permute(0, 2, 3, 1).contiguous(), "labels": split.labels,
+                    "classes": list(split.classes)}, Path(folder) / "cifar10" / f"{name}.pt")

@@ -25,7 +25,7 @@ from .training import fit
 
 # flags that change the model: flag name -> model_config key
 MODEL_FLAGS = {"heads": "heads", "attention_at": "attention_at", "gamma_init": "gamma_init",
-               "qk_norm": "qk_norm", "position": "position"}
+               "qk_norm": "qk_norm", "position": "position", "uniform_attention": "uniform_attention"}
 # flags that change the recipe: flag name -> Recipe field
 RECIPE_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "amp": "amp", "compile": "compile",
                 "deterministic": "deterministic", "qk_weight_decay": "qk_weight_decay",
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine attention with a learned temperature")
     a.add_argument("--position", choices=["none", "relative"], default=None,
                    help="relative: a learned 2-D relative position bias")
+    a.add_argument("--uniform-attention", action="store_true", default=None,
+                   help="train with every attention map fixed to uniform (the control: does where it looks matter?)")
 
     t = p.add_argument_group("training (default: the recipe's)")
     t.add_argument("--epochs", type=int, default=None, help="number of epochs")

@@ -136,3 +136,33 @@ def test_the_compiled_path_does_not_recompile_for_a_short_last_batch(monkeypatch
     sh.fit(model, data, recipe, device="cpu", progress=False)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     torch._dynamo.reset()
+
+
+# --- what SDPA receives: the kernels' conditions, checked on the CPU ------------------------------
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("position", [None, "relative"])
+def test_sdpa_gets_bf16_stride_one_heads_and_a_matching_bias_under_autocast(monkeypatch, memory_format, position):
+    """Under bf16 autocast q, k, v reach SDPA in bf16 with stride 1 along each head; with the relative
+    position bias an attn_mask comes too (which rules FlashAttention out), in the same dtype, heads x N x N
+    with stride 1 along the keys (what the memory-efficient kernel takes); without it, no mask at all."""
+    seen = {}
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kwargs):
+        seen.update(q=q, k=k, v=v, mask=attn_mask)
+        return real(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    layer = sh.SelfAttention(64, heads=4, qk_norm=True, position=position, size=(7, 7))
+    x = torch.randn(2, 64, 7, 7).contiguous(memory_format=memory_format)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)
+    for name in ("q", "k", "v"):
+        t = seen[name]
+        assert t.dtype == torch.bfloat16 and t.shape == (2, 4, 49, 16) and t.stride(-1) == 1, name
+    if position is None:
+        assert seen["mask"] is None
+    else:
+        assert seen["mask"].dtype == torch.bfloat16 and seen["mask"].shape == (4, 49, 49)
+        assert seen["mask"].stride(-1) == 1

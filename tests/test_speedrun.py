@@ -1,7 +1,5 @@
 """The `gpu` recipe is airbench94's training: checked on the CPU against the PyPI package `airbench` 0.1.8
 itself, with its `.cuda()`/`.half()` calls and CUDA timers patched out (airbench runs on CUDA only)."""
-import os
-
 import pytest
 import torch
 import torch.nn as nn
@@ -14,43 +12,17 @@ airbench = pytest.importorskip("airbench", reason="pip install airbench==0.1.8 (
 from airbench import lib_airbench94, utils as airbench_utils  # noqa: E402
 
 
-class _Event:  # stands in for torch.cuda.Event: airbench times its loop with CUDA events
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def record(self):
-        pass
-
-    def elapsed_time(self, other):
-        return 0.0
-
-
 @pytest.fixture
-def airbench_on_cpu(monkeypatch, tmp_path):
-    """airbench's own code on the CPU in float32: .half() and .cuda() do nothing, CUDA timers are dummies,
-    and its data files are read onto the CPU. Runs in a folder that holds cifar10/train.pt and test.pt."""
-    monkeypatch.setattr(nn.Module, "half", lambda self: self)
-    monkeypatch.setattr(nn.Module, "cuda", lambda self, *a, **k: self)
-    monkeypatch.setattr(torch.Tensor, "half", lambda self, *a, **k: self.float())
-    monkeypatch.setattr(torch.cuda, "Event", _Event)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    real_load = torch.load
-    monkeypatch.setattr(torch, "load", lambda path, map_location=None, **k: real_load(path, map_location="cpu", **k))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def airbench_on_cpu(tmp_path):
+    """airbench's own code on the CPU in float32 (`speedrun.airbench_on_cpu`), in a fresh folder."""
+    with speedrun.airbench_on_cpu(tmp_path):
+        yield tmp_path
 
 
 def _tiny_cifar(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
             torch.randint(0, 10, (n,), generator=g))
-
-
-def _write_airbench_files(folder, images, labels):
-    (folder / "cifar10").mkdir()
-    for name in ("train", "test"):  # airbench's format: N x H x W x C uint8
-        torch.save({"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels,
-                    "classes": [str(i) for i in range(10)]}, folder / "cifar10" / f"{name}.pt")
 
 
 def test_the_hyperparameters_are_airbench94s():
@@ -90,7 +62,8 @@ def test_twenty_steps_give_airbench94s_weights_and_tta_logits(airbench_on_cpu):
     """Same seed, same images: 1,024 images in batches of 128 for 2.5 epochs = 20 steps (lookahead at
     steps 5, 10, 15, 20; the whitening bias frozen after epoch 1) end on airbench's weights exactly."""
     images, labels = _tiny_cifar(1024)
-    _write_airbench_files(airbench_on_cpu, images, labels)
+    speedrun.write_airbench_data(airbench_on_cpu, sh.ImageSet(images, labels, [str(i) for i in range(10)]),
+                                 sh.ImageSet(images, labels, [str(i) for i in range(10)]))
     settings = dict(epochs=2.5, whiten_bias_epochs=1)
 
     torch.manual_seed(0)
