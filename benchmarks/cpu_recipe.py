@@ -2,13 +2,21 @@
 
     flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py             # seed 0, both variants
     flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py --seeds 0 1 2 3 4
+    python benchmarks/cpu_recipe.py --seeds 0 1 2 3 4 --variants attention no-attention trained-uniform
+
+Variants: `attention` (the recipe as it is), `no-attention` (the layer left out) and `trained-uniform` (the same
+network trained with its maps fixed to uniform, `--uniform-attention`: the control that asks whether *where* the
+layer looks adds anything over "every pixel sees the image's mean"; Wiegreffe & Pinter 2019). For each
+`attention` run the table also gives the uniform-ablation cost: its test accuracy (single view) with its
+trained maps minus with every map replaced by uniform ones at test time.
 
 Seeds are paired: seed s gives both variants the same data order and augmentation, so the table also reports
 the mean of the per-seed differences (with minus without attention) with a 95 % t-interval.
 
-Each run is `python -m sacnn_helpers.train --recipe cpu [--no-attention] --seed S` with its checkpoint in
-runs/cpu-recipe/ (a finished checkpoint is reused, so re-running only fills in what is missing) and its
-JSON in benchmarks/results/. The summary table goes to benchmarks/cpu_recipe.md.
+Each run is `python -m sacnn_helpers.train --recipe cpu [--no-attention | --uniform-attention] --seed S` with its
+checkpoint in runs/cpu-recipe/ and its JSON in benchmarks/results/. A run whose JSON is complete is not run again
+(an `attention` run also needs its checkpoint once, for the uniform ablation), and a finished checkpoint is reused,
+so re-running only fills in what is missing. The summary table goes to benchmarks/cpu_recipe.md.
 """
 from __future__ import annotations
 
@@ -44,7 +52,11 @@ def run(variant: str, seed: int, recipe: str) -> dict:
            "--device", "cpu", "--out", str(out), "--checkpoint", str(ckpt)]
     if variant == "no-attention":
         cmd.append("--no-attention")
+    elif variant == "trained-uniform":
+        cmd.append("--uniform-attention")
     previous = json.loads(out.read_text()) if out.is_file() else {}
+    if previous.get("benchmark") and (variant != "attention" or "uniform_ablation" in previous):
+        return previous  # finished and measured: delete its JSON to train it again
     load_before = os.getloadavg()
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -59,8 +71,20 @@ def run(variant: str, seed: int, recipe: str) -> dict:
     else:  # a finished checkpoint without a record of its training: say so, and claim no load or date
         result["benchmark"] = dict(command=command, reused_checkpoint=True, load_average_before=None,
                                    load_average_after=None, cpu=cpu_model(), date_utc=None)
+    if variant == "attention" and "uniform_ablation" not in result:
+        result["uniform_ablation"] = uniform_ablation(ckpt)
     out.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def uniform_ablation(checkpoint: Path) -> dict:
+    """Test accuracy (single view, all 10,000 images) with the trained maps and with uniform ones."""
+    sys.path.insert(0, str(ROOT))
+    import sacnn_helpers as sh
+    model, meta = sh.load_model(checkpoint)
+    test = sh.load_cifar10(train=False)
+    images = sh.normalise(test.images, meta["mean"], meta["std"])
+    return sh.uniform_attention_accuracy(model, images, test.labels)
 
 
 def load_text(load: list[float] | None) -> str:
@@ -76,33 +100,50 @@ def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def interval(values: list[float], sign: bool = False) -> str:
+    """'mean [low, high]': the mean over seeds with its 95 % t-interval."""
+    sys.path.insert(0, str(ROOT))
+    from sacnn_helpers.analysis import summarise
+    mean, half = summarise(values)
+    f = "+.2f" if sign else ".2f"
+    return f"{mean:{f}} [{mean - half:{f}}, {mean + half:{f}}]" if len(values) > 1 else f"{mean:{f}}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--recipe", default="cpu")
     p.add_argument("--variants", nargs="+", default=["attention", "no-attention"],
-                   choices=["attention", "no-attention"])
+                   choices=["attention", "no-attention", "trained-uniform"])
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows, per_variant = [], {}
     for variant in args.variants:
         results = per_variant[variant] = [run(variant, seed, args.recipe) for seed in args.seeds]
         r0 = results[0]
+        costs = [r["uniform_ablation"]["cost"] for r in results if "uniform_ablation" in r]
         rows.append(f"| {variant} | {r0['parameters']:,} | {len(results)} ({', '.join(map(str, args.seeds))}) | "
                     f"{fmt([r['test_accuracy'] for r in results], 100, 2)} % | "
+                    f"{interval(costs) if costs else '–'} | "
                     f"{fmt([r['train_seconds'] for r in results], 1, 0)} s | "
                     f"{fmt([r['images_per_second'] for r in results], 1, 0)} | "
                     f"{load_text(r0['benchmark']['load_average_before'])} |")
-    paired = ""
-    if len(per_variant) == 2:
-        by_seed = [{r["seed"]: r["test_accuracy"] for r in rs} for rs in per_variant.values()]
-        diffs = [100 * (by_seed[0][s] - by_seed[1][s]) for s in args.seeds if s in by_seed[0] and s in by_seed[1]]
-        sys.path.insert(0, str(ROOT))
-        from sacnn_helpers.analysis import summarise
-        mean, half = summarise(diffs)
-        paired = (f"Paired by seed ({len(diffs)} pairs), {args.variants[0]} minus {args.variants[1]}: "
-                  f"**{mean:+.2f} points**, 95 % interval {mean - half:+.2f} to {mean + half:+.2f} "
-                  f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
+    paired = []
+    base = "no-attention" if "no-attention" in per_variant else None
+    by_seed = {v: {r["seed"]: r["test_accuracy"] for r in rs} for v, rs in per_variant.items()}
+    pairs = [(v, base) for v in per_variant if base and v != base]
+    if "attention" in per_variant and "trained-uniform" in per_variant:
+        pairs.append(("attention", "trained-uniform"))
+    for a, b in pairs:
+        diffs = [100 * (by_seed[a][s] - by_seed[b][s]) for s in args.seeds if s in by_seed[a] and s in by_seed[b]]
+        paired.append(f"- {a} minus {b}, paired by seed ({len(diffs)} pairs): **{interval(diffs, sign=True)} points** "
+                      f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
+    costs = [(r["seed"], r["uniform_ablation"]) for r in per_variant.get("attention", []) if "uniform_ablation" in r]
+    if costs:
+        paired.append("- uniform ablation of each attention run, test accuracy (single view) with its trained maps / with "
+                      "uniform maps: " + "; ".join(f"seed {s}: {100 * u['accuracy']:.2f} / {100 * u['uniform_accuracy']:.2f} %"
+                                                   for s, u in costs) + ".")
+    paired = "\n".join(paired)
     bench = r0["benchmark"]
     dates = [r["benchmark"]["date_utc"] for rs in per_variant.values() for r in rs if r["benchmark"]["date_utc"]]
     when = f"runs from {min(dates)} to {max(dates)} UTC" if dates else "run dates unknown (reused checkpoints)"
@@ -114,8 +155,8 @@ def main() -> None:
              f"(flip-averaged logits; data: {source}); ± is the standard deviation over seeds; train seconds = training steps + per-epoch validation; images/s = training images "
              f"per second of training steps. The machine was shared with other jobs: the load average "
              f"(1, 5, 15 min) before each run is listed.", "",
-             "| model | parameters | seeds | test accuracy | train time | images/s | load before |",
-             "|---|---|---|---|---|---|---|", *rows, "", paired, "",
+             "| model | parameters | seeds | test accuracy | uniform-ablation cost (pts, 95 % interval) | train time | images/s | load before |",
+             "|---|---|---|---|---|---|---|---|", *rows, "", paired, "",
              "Per run (test accuracy, train seconds): " + "; ".join(
                  f"{v} seed {r['seed']}: {100 * r['test_accuracy']:.2f} %, {r['train_seconds']:.0f} s"
                  for v, rs in per_variant.items() for r in rs), ""]

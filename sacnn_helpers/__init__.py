@@ -6,7 +6,7 @@ from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, at
                         flash_attention_bytes, from_tokens, pixel_index, relative_position_index,
                         scaled_dot_product_attention, to_tokens, uniform_attention)
 # analysis: what a map says, and whether it matters (notebook 08)
-from .analysis import (attention_report, entropy_ratio, map_statistics, mean_attention_distance,
+from .analysis import (attention_report, entropy_ratio, forward_flops, map_statistics, mean_attention_distance,
                        occlusion_check, peak_ratio, predict, query_dependence, uniform_attention_accuracy,
                        uniform_attention_distance)
 # data: CIFAR-10, the long-range task, splits, augmentation (notebooks 00, 07, 09)
@@ -21,10 +21,10 @@ from .recipes import RECIPES, Recipe, build_recipe_model, get_recipe, load_recip
 # where code runs, and the training loop
 from .runtime import get_device, is_smoke_run, seed_everything
 from .training import attention_gammas, evaluate, fit, train_one_epoch
-# visualisation: notebooks 00-02 and 08
-from .visualisation import (UNIFORM_LABEL, AttentionExplorer, map_cell, map_pixel, overlay, plot_attention_grid,
-                            plot_query, shared_scale, show_heatmaps, show_images, to_display, upsample_map,
-                            weight_range)
+# visualisation: notebooks 00-02, 06 (draw_network) and 08
+from .visualisation import (UNIFORM_LABEL, AttentionExplorer, draw_network, map_cell, map_pixel, network_layers,
+                            overlay, plot_attention_grid, plot_query, shared_scale, show_heatmaps, show_images,
+                            to_display, upsample_map, weight_range)
 from .exercises import check
 
 __version__ = "0.2.0"

@@ -176,6 +176,25 @@ def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: i
     return out
 
 
+def forward_flops(model: nn.Module, image_size: int = 32, in_channels: int = 3) -> dict[str, int]:
+    """FLOPs of one forward pass on one image (a multiply-add is 2 FLOPs), split into the attention layers'
+    matrix products and the total, counted by `torch.utils.flop_counter.FlopCounterMode`.
+
+    The counter does not see inside the fused attention kernel PyTorch uses on a CPU, so the count runs
+    inside `capture_attention`, which puts every attention layer on its explicit path: its two matrix
+    products are the `bmm`s counted as "attention". Training costs about 3 x a forward pass (forward,
+    input gradients, weight gradients). The model is left in eval mode.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    from .attention import capture_attention
+    model.eval()
+    x = torch.zeros(1, in_channels, image_size, image_size, device=model_device(model))
+    with FlopCounterMode(display=False) as counter, capture_attention(model), torch.no_grad():
+        model(x)
+    counts = {str(k).split(".")[-1]: v for k, v in counter.get_flop_counts()["Global"].items()}
+    return {"attention": counts.get("bmm", 0), "total": counter.get_total_flops()}
+
+
 def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
     """Per attention layer: gamma, the norms of the query and key weights, and the temperature (cosine
     attention) and largest |position bias| where the layer has them. For logging during training."""

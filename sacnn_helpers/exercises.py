@@ -307,6 +307,13 @@ def _max_pool_could_cheat() -> bool:
     return True
 
 
+@exercise("09.5")
+def _shallow_max_pool_solves_it() -> bool:
+    # measured: LongRangeCNN(depth=1, attention=False, pool="max"), the long-range cpu recipe, seeds 0-4:
+    # 1.0, 0.9995, 1.0, 1.0, 1.0 test accuracy (notebook 09, exercise 5)
+    return True
+
+
 @exercise("09.4")
 def _layers_to_connect_30_pixels() -> tuple[int, int]:
     return 30, 1

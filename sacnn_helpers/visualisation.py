@@ -176,11 +176,12 @@ def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tens
 
     ax_image, ax_map, ax_overlay: the three matplotlib axes to draw into (e.g. `plt.subplots(1, 3)[1]`).
     image: C x H x W; weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
-    The map is drawn in units of x uniform on the scale 0..`vmax` (default `shared_scale(weights)`);
+    The map is drawn in units of x uniform on the scale 0..`vmax` (default: `shared_scale` of this map, so the
+    colour bar reaches what the map shows; pass one `vmax` to several calls to compare maps);
     returns the map's image, for `fig.colorbar(..., label=UNIFORM_LABEL)`.
     """
     amap = _query_map(weights, y, x, map_size)
-    vmax = shared_scale(weights) if vmax is None else vmax
+    vmax = shared_scale(amap.reshape(-1)) if vmax is None else vmax
     img = to_display(image)
     top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
     ax_image.imshow(img)
@@ -192,9 +193,14 @@ def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tens
     ax_overlay.imshow(overlay(img, amap, vmax))
     _box(ax_overlay, top, left, h, w)
     ax_overlay.set_title(f"overlay\n{weight_range(amap)}", fontsize=9)
-    for ax in (ax_image, ax_map, ax_overlay):
+    for ax in (ax_image, ax_overlay):
         ax.set_xticks([])
         ax.set_yticks([])
+    ax_map.set_xticks(range(0, map_size[1], 2))  # the map's own axes are map cells
+    ax_map.set_yticks(range(0, map_size[0], 2))
+    ax_map.tick_params(labelsize=7)
+    ax_map.set_xlabel("x (map cell)", fontsize=7, labelpad=1)
+    ax_map.set_ylabel("y (map cell)", fontsize=7, labelpad=1)
     return mappable
 
 
@@ -226,9 +232,27 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    ih, iw = images.shape[-2:]
+    for ax in axes[-1, 1:]:  # the overlays' axes in map cells: cell c is the patch around pixel (c + 0.5) * size
+        _cell_ticks(ax, "x", map_size[1], iw)
+    _cell_ticks(axes[b // 2, 1], "y", map_size[0], ih)
     mappable = plt.cm.ScalarMappable(norm=plt.Normalize(0, vmax), cmap="inferno")
     fig.colorbar(mappable, ax=axes, shrink=0.8, label=UNIFORM_LABEL)
     return fig
+
+
+def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> None:
+    """Label an image axis in attention-map cells (every `step`-th cell), for a map of `cells` cells over
+    `pixels` image pixels."""
+    size = pixels / cells
+    positions = [(c + 0.5) * size - 0.5 for c in range(0, cells, step)]
+    labels = [str(c) for c in range(0, cells, step)]
+    if axis == "x":
+        ax.set_xticks(positions, labels, fontsize=6)
+        ax.set_xlabel(ax.get_xlabel() + "\nx (map cell)", fontsize=6, labelpad=1)
+    else:
+        ax.set_yticks(positions, labels, fontsize=6)
+        ax.set_ylabel("y (map cell)", fontsize=6, labelpad=1)
 
 
 # --- the interactive explorer --------------------------------------------------------------------
@@ -243,15 +267,17 @@ class AttentionExplorer:
 
     Query pixels are pixels of the attention map (0..H-1, 0..W-1 at the layer's resolution), so each
     step of a slider selects a different row of the HW x HW matrix; the marked box on the image is
-    the patch of image pixels that map pixel covers. Map and overlay use one colour scale for every
-    image, query, head and layer, in units of x uniform, with a colour bar: a flat map looks flat.
+    the patch of image pixels that map pixel covers. Map and overlay share one colour scale in units of
+    x uniform, read on the colour bar: by default the shown map's peak, never below 2 x uniform, so a flat
+    map looks flat and a sharp one uses the whole bar (`vmax=` fixes one scale for every view).
 
     Args:
         model: a network with at least one `SelfAttention` layer (eval mode).
         images: N x C x H x W images as the model takes them.
         display_images: the same images for showing (uint8 or 0..1 floats); defaults to `images`.
         labels: N true classes (ints) or None; class_names: names for the classes.
-        vmax: top of the colour scale in x uniform (default: `shared_scale` of the first 16 images' maps).
+        vmax: top of the colour scale in x uniform, the same for every view; default None: each view's scale
+            is `shared_scale` of the map it shows (its peak, at least 2 x uniform), read on the colour bar.
     """
 
     def __init__(self, model: nn.Module, images: torch.Tensor, display_images: torch.Tensor | None = None,
@@ -270,9 +296,8 @@ class AttentionExplorer:
         self._cache: dict[int, tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
         _, weights, self.sizes = self.attention(0)
         self.heads = [w.shape[0] for w in weights]  # per layer (weights of image 0: heads x HW x HW each)
-        if vmax is None:
-            vmax = shared_scale([w for i in range(min(16, len(images))) for w in self.attention(i)[1]])
-        self.vmax = vmax
+        self.fixed_vmax = vmax
+        self.vmax = 2.0  # the scale of the view shown last
         self.figure = Figure(figsize=(8.2, 2.9), dpi=100)
         self.axes = self.figure.subplots(1, 3)
         self.figure.subplots_adjust(left=0.01, right=0.9, bottom=0.02, top=0.82, wspace=0.06)
@@ -306,6 +331,7 @@ class AttentionExplorer:
             raise ValueError(f"head {head} is outside 0..{weights[layer].shape[0] - 1}")
         map_size = sizes[layer]
         amap = self.query_map(index, y, x, head, layer)
+        self.vmax = shared_scale(amap.reshape(-1)) if self.fixed_vmax is None else self.fixed_vmax
         img = to_display(self.display_images[index])
         top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
         blend = overlay(img, amap, self.vmax)
@@ -327,6 +353,7 @@ class AttentionExplorer:
         a["img"].set_data(img)
         a["over"].set_data(blend)
         a["map"].set_data(amap.numpy() * amap.numel())
+        a["map"].set_clim(0, self.vmax)  # the colour bar follows
         a["map"].set_extent((-0.5, map_size[1] - 0.5, map_size[0] - 0.5, -0.5))
         ax_map.set_xlim(-0.5, map_size[1] - 0.5)
         ax_map.set_ylim(map_size[0] - 0.5, -0.5)
@@ -383,3 +410,62 @@ class AttentionExplorer:
         redraw()
         self.sliders, self.picture, self.status = sliders, picture, status
         return widgets.VBox([*sliders.values(), status, picture, errors])
+
+
+# --- a drawing of a network -----------------------------------------------------------------------
+
+def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, output shape without the batch axis) of each leaf module in forward order, for one `example`
+    batch: what `draw_network` draws. A step done in `forward` without a module (a flatten, a pooling over
+    the map) shows as "reshape" or "pool", with the shape the next module receives. Runs the model once in
+    eval mode (its mode is restored)."""
+    rows: list[tuple[str, tuple[int, ...]]] = []
+    last = [tuple(example.shape[1:])]
+
+    def record(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        given = tuple(args[0].shape[1:])
+        if given != last[0]:  # something outside the modules changed the shape
+            same_size = torch.Size(given).numel() == torch.Size(last[0]).numel()
+            rows.append(("reshape" if same_size else "pool", given))
+        rows.append((type(mod).__name__, tuple(out.shape[1:])))
+        last[0] = tuple(out.shape[1:])
+
+    leaves = [m for m in model.modules() if not list(m.children()) or type(m).__name__ == "SelfAttention"]
+    inside = {id(c) for m in leaves if list(m.children()) for c in m.modules() if c is not m}
+    hooks = [m.register_forward_hook(record) for m in leaves if id(m) not in inside]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return rows
+
+
+def draw_network(model: nn.Module, example: torch.Tensor, title: str = "", per_row: int = 8) -> Figure:
+    """Draw `model` as boxes in forward order, each with its layer and its output shape (C x H x W), attention
+    layers highlighted; `per_row` boxes a row. Shapes come from running `example` (one batch) through it."""
+    rows = network_layers(model, example)
+    steps = [("input", tuple(example.shape[1:]))] + rows
+    n_rows = -(-len(steps) // per_row)
+    fig, ax = plt.subplots(figsize=(1.45 * min(per_row, len(steps)) + 0.3, 1.25 * n_rows + 0.3))
+    for i, (name, shape) in enumerate(steps):
+        r, c = divmod(i, per_row)
+        x, y = c * 1.45, -r * 1.25
+        colour = "#f4a261" if "Attention" in name else "#e9ecef" if name == "input" else "#a8dadc"
+        ax.add_patch(Rectangle((x, y), 1.2, 0.8, facecolor=colour, edgecolor="black", lw=0.8))
+        ax.text(x + 0.6, y + 0.55, name, ha="center", va="center", fontsize=7.5, weight="bold")
+        ax.text(x + 0.6, y + 0.25, " × ".join(str(s) for s in shape), ha="center", va="center", fontsize=7)
+        if i + 1 < len(steps):
+            if c + 1 < per_row:
+                ax.annotate("", (x + 1.45, y + 0.4), (x + 1.2, y + 0.4), arrowprops=dict(arrowstyle="->", lw=0.8))
+            else:  # the next row starts on the left
+                ax.annotate("", (0.6, y - 0.45), (x + 0.6, y), arrowprops=dict(arrowstyle="->", lw=0.8,
+                                                                              connectionstyle="arc3,rad=0.05"))
+    ax.set_xlim(-0.1, 1.45 * min(per_row, len(steps)))
+    ax.set_ylim(-1.25 * (n_rows - 1) - 0.1, 0.9)
+    ax.axis("off")
+    ax.set_title(title or f"{type(model).__name__}: each box a layer and its output shape", fontsize=9)
+    return fig

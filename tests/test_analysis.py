@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sacnn_helpers import (AttentionCNN, entropy_ratio, map_statistics, occlusion_check, peak_ratio, predict,
-                           query_dependence, uniform_attention_accuracy)
+from sacnn_helpers import (AttentionCNN, attention_layers, entropy_ratio, map_statistics, occlusion_check, peak_ratio,
+                           predict, query_dependence, uniform_attention, uniform_attention_accuracy)
 from sacnn_helpers.analysis import attention_report, patch_mask, summarise
 
 
@@ -84,3 +84,33 @@ def test_summarise_gives_a_t_interval():
     assert summarise([2.0]) == (2.0, 0.0)
     mean, half = summarise([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+
+
+def test_trained_uniform_attention_averages_and_leaves_query_key_without_gradient():
+    """The trained-uniform control: every weight 1/N in training too, so each pixel's context is the mean of all
+    values, and the query/key projections get no gradient; the setting survives a checkpoint's config."""
+    torch.manual_seed(0)
+    model = AttentionCNN(widths=[8, 8], attention_at=[2], qk_norm=True, gamma_init=1.0, image_size=16,
+                         position="relative", uniform_attention=True)
+    layer = attention_layers(model)[0]
+    x = torch.randn(4, 8, 4, 4)
+    v = layer.value(x).flatten(2)  # B x C x N
+    expected = layer.gamma * v.mean(-1, keepdim=True).expand_as(v).reshape_as(x) + x
+    torch.testing.assert_close(layer(x), expected)
+    model(torch.randn(3, 3, 16, 16)).sum().backward()
+    assert layer.query.weight.grad is None and layer.key.weight.grad is None and layer.position_table.grad is None
+    assert layer.value.weight.grad.abs().sum() > 0
+    rebuilt = AttentionCNN(**model.config)
+    assert attention_layers(rebuilt)[0].uniform and model.config["uniform_attention"]
+    with uniform_attention(rebuilt):
+        pass
+    assert attention_layers(rebuilt)[0]._uniform  # leaving the ablation block keeps a trained-uniform layer uniform
+
+
+def test_forward_flops_counts_the_attention_products_apart():
+    from sacnn_helpers import forward_flops
+    model = AttentionCNN(widths=[8, 8], attention_at=[2], image_size=16)
+    flops = forward_flops(model, image_size=16)
+    n, c = 4 * 4, 8  # tokens on the 4 x 4 map, channels
+    assert flops["attention"] == 2 * (2 * n * n * c)  # scores Q K^T and weights @ V, 2 FLOPs a multiply-add
+    assert flops["total"] > flops["attention"] > 0

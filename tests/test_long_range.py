@@ -141,3 +141,14 @@ def test_the_default_marks_are_out_of_reach_of_a_depth_3_network():
         touched = [(net.features(y) - base).abs().amax(dim=1) > 0 for y in recoloured]  # N x H x W units
     assert touched[0].any() and touched[1].any()
     assert not (touched[0] & touched[1]).any()
+
+
+def test_max_pooling_head_takes_each_channels_largest_value():
+    torch.manual_seed(0)
+    model = LongRangeCNN(depth=2, width=4, attention=False, pool="max").eval()
+    x = torch.randn(2, 3, 12, 12)
+    features = model.features(x)
+    torch.testing.assert_close(model(x), model.head(features.amax(dim=(2, 3))))
+    assert LongRangeCNN(**model.config).config["pool"] == "max"
+    with pytest.raises(ValueError, match="pool must be 'mean' or 'max'"):
+        LongRangeCNN(pool="sum")

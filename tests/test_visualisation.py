@@ -234,3 +234,19 @@ def test_pictures_take_weights_straight_from_a_forward_pass():
     assert overlay(np.ones((32, 32, 3)), weights[0, 0, :H, :W], vmax=2.0).shape == (32, 32, 3)
     assert not upsample_map(weights[0, 0, :2, :2], (4, 4)).requires_grad
     plt.close("all")
+
+
+def test_network_layers_lists_each_layer_with_its_output_shape():
+    import sacnn_helpers as sh
+    net = sh.AttentionCNN(widths=[8, 16], attention_at=[2], image_size=16)
+    layers = sh.network_layers(net, torch.zeros(2, 3, 16, 16))
+    names = [name for name, _ in layers]
+    assert names[:4] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "GELU"] and names[-2:] == ["pool", "Linear"]
+    assert ("SelfAttention", (16, 4, 4)) in layers and layers[-2] == ("pool", (16,)) and layers[-1] == ("Linear", (10,))
+    summary = sh.network_layers(sh.CNNWithSelfAttention(image_size=8), torch.zeros(1, 3, 8, 8))
+    assert summary[-2] == ("reshape", (128 * 8 * 8,))  # the flatten in forward, same numbers reshaped
+    fig = sh.draw_network(net, torch.zeros(1, 3, 16, 16), per_row=5)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "SelfAttention" in texts and "16 × 4 × 4" in texts and "input" in texts
+    import matplotlib.pyplot as plt
+    plt.close(fig)
