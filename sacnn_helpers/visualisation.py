@@ -258,122 +258,183 @@ def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> 
 # --- the interactive explorer --------------------------------------------------------------------
 
 class AttentionExplorer:
-    """Sliders over (image, query row, query column, head, layer) that redraw one figure in place.
+    """Sliders, a click and a toggle over (image, query pixel, head, layer) that redraw one figure in place,
+    for one network or several side by side.
 
-    The figure (image with the query cell marked, the H x W map, the overlay) is built once; a slider
-    move changes the plotted data with `set_data`, renders the figure to PNG and hands the bytes to an
-    `ipywidgets.Image`. `status` (an `ipywidgets.Label`) says what is shown, e.g.
-    "image 3, pixel (y=2, x=5), head 0, layer 0: cat (predicted cat)".
+    One row per network: the image with the query's cell marked, the H x W map of that query pixel, and the
+    map laid over the image. Query pixels are pixels of the attention map (0..H-1, 0..W-1 at the layer's
+    resolution): each slider step selects another row of the HW x HW matrix, and the marked box on the
+    image is the patch of image pixels that map pixel covers. **Clicking** the picture (the image, a map or
+    an overlay) picks the pixel under the mouse as the query: the sliders follow and the caption names it
+    as (y=..., x=...) in map cells. "where all queries look" shows instead, for each key pixel, the mean
+    over all query pixels of the weight it receives (a column mean of the HW x HW matrix).
 
-    Query pixels are pixels of the attention map (0..H-1, 0..W-1 at the layer's resolution), so each
-    step of a slider selects a different row of the HW x HW matrix; the marked box on the image is
-    the patch of image pixels that map pixel covers. Map and overlay share one colour scale in units of
-    x uniform, read on the colour bar: by default the shown map's peak, never below 2 x uniform, so a flat
-    map looks flat and a sharp one uses the whole bar (`vmax=` fixes one scale for every view).
+    All maps of a view share one colour scale in units of x uniform, read on the colour bar: by default the
+    largest of the shown maps' peaks, never below 2 x uniform, so a flat map looks flat (`vmax=` fixes one
+    scale for every view). The figure is built once; an update changes the plotted data (`set_data`),
+    renders the figure to PNG and hands the bytes to an `ipywidgets.Image`; clicks arrive through
+    `ipyevents`. `status` says what is shown, e.g. "image 3, pixel (y=2, x=5), head 0, layer 0".
 
     Args:
-        model: a network with at least one `SelfAttention` layer (eval mode).
-        images: N x C x H x W images as the model takes them.
+        models: a network with at least one `SelfAttention` layer, or {name: network} to compare several
+            (the first one's layers set the sliders' ranges).
+        images: N x C x H x W images as the models take them.
         display_images: the same images for showing (uint8 or 0..1 floats); defaults to `images`.
         labels: N true classes (ints) or None; class_names: names for the classes.
-        vmax: top of the colour scale in x uniform, the same for every view; default None: each view's scale
-            is `shared_scale` of the map it shows (its peak, at least 2 x uniform), read on the colour bar.
+        vmax: top of the colour scale in x uniform for every view, or None (each view's own, see above).
     """
 
-    def __init__(self, model: nn.Module, images: torch.Tensor, display_images: torch.Tensor | None = None,
-                 labels: Sequence[int] | torch.Tensor | None = None,
+    def __init__(self, models: nn.Module | dict[str, nn.Module], images: torch.Tensor,
+                 display_images: torch.Tensor | None = None, labels: Sequence[int] | torch.Tensor | None = None,
                  class_names: Sequence[str] | None = None, vmax: float | None = None) -> None:
         if len(images) == 0:
             raise ValueError(f"AttentionExplorer needs at least one image, got an empty batch of shape "
                              f"{tuple(images.shape)}; pass N x C x H x W images with N >= 1")
-        self.model, self.images = model, images
+        self.models = {"": models} if isinstance(models, nn.Module) else dict(models)
+        if not self.models:
+            raise ValueError("AttentionExplorer needs a network: pass one model or {name: model}")
+        self.names = list(self.models)
+        self.model = self.models[self.names[0]]
+        self.images = images
         self.display_images = images if display_images is None else display_images
         if len(self.display_images) != len(images):
             raise ValueError(f"display_images has {len(self.display_images)} images but images has {len(images)}; "
                              f"pass the same images twice (once prepared for the model, once for showing)")
         self.labels = None if labels is None else [int(v) for v in labels]
         self.class_names = list(class_names) if class_names is not None else None
-        self._cache: dict[int, tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
+        self._cache: dict[tuple[str, int], tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
         _, weights, self.sizes = self.attention(0)
-        self.heads = [w.shape[0] for w in weights]  # per layer (weights of image 0: heads x HW x HW each)
+        self.heads = [max(self.attention(0, name)[1][layer].shape[0] for name in self.names
+                          if layer < len(self.attention(0, name)[1])) for layer in range(len(weights))]
         self.fixed_vmax = vmax
         self.vmax = 2.0  # the scale of the view shown last
-        self.figure = Figure(figsize=(8.2, 2.9), dpi=100)
-        self.axes = self.figure.subplots(1, 3)
-        self.figure.subplots_adjust(left=0.01, right=0.9, bottom=0.02, top=0.82, wspace=0.06)
-        self._artists: dict[str, object] | None = None
-        self.state: dict[str, int] = {}
+        rows = len(self.names)
+        self.figure = Figure(figsize=(8.2, 2.55 * rows + 0.35), dpi=100)
+        self.axes = self.figure.subplots(rows, 3, squeeze=False)
+        self.figure.subplots_adjust(left=0.01, right=0.9, bottom=0.02, top=1 - 0.62 / (2.55 * rows + 0.35),
+                                    wspace=0.06, hspace=0.42)
+        self._artists: list[dict[str, object]] | None = None
+        self.state: dict[str, int | bool] = {}
         self.status_text = ""
 
-    def attention(self, index: int) -> tuple[int, list[torch.Tensor], list[tuple[int, int]]]:
-        """(predicted class, per-layer heads x HW x HW weights, map sizes) for image `index` (cached)."""
+    def attention(self, index: int, name: str | None = None) -> tuple[int, list[torch.Tensor], list[tuple[int, int]]]:
+        """(predicted class, per-layer heads x HW x HW weights, map sizes) of network `name` (default the
+        first) for image `index` (cached)."""
+        name = self.names[0] if name is None else name
         if not 0 <= index < len(self.images):
             raise ValueError(f"image index {index} is outside 0..{len(self.images) - 1}")
-        if index not in self._cache:
-            logits, weights, sizes = collect_attention(self.model, self.images[index:index + 1])
-            self._cache[index] = (int(logits.argmax(1)[0]), [w[0] for w in weights], sizes)
-        return self._cache[index]
+        if (name, index) not in self._cache:
+            logits, weights, sizes = collect_attention(self.models[name], self.images[index:index + 1])
+            self._cache[(name, index)] = (int(logits.argmax(1)[0]), [w[0] for w in weights], sizes)
+        return self._cache[(name, index)]
 
     def _name(self, cls: int) -> str:
         return self.class_names[cls] if self.class_names else str(cls)
 
-    def query_map(self, index: int, y: int, x: int, head: int = 0, layer: int = 0) -> torch.Tensor:
-        """The H x W map shown for query pixel (y, x): row y*W + x of that image/layer/head's weights."""
-        _, weights, sizes = self.attention(index)
-        return _query_map(weights[layer][head], y, x, sizes[layer])
+    def query_map(self, index: int, y: int, x: int, head: int = 0, layer: int = 0, name: str | None = None,
+                  all_queries: bool = False) -> torch.Tensor:
+        """The H x W map shown: row y*W + x of that image/layer/head's weights, or with `all_queries` the
+        mean over queries of the weight each key pixel receives. (y, x) is in the first network's map cells
+        and is scaled to another network's map when its layer attends at another size."""
+        _, weights, sizes = self.attention(index, name)
+        layer = min(layer, len(sizes) - 1)
+        w = weights[layer][min(head, weights[layer].shape[0] - 1)]
+        (h, wd), (h0, w0) = sizes[layer], self.sizes[min(layer, len(self.sizes) - 1)]
+        if all_queries:
+            return w.detach().float().mean(0).reshape(h, wd).cpu()
+        return _query_map(w, y * h // h0, x * wd // w0, (h, wd))
 
-    def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0) -> bytes:
-        """Show image `index`, query map pixel (y, x), `head` of attention layer `layer`; returns the PNG."""
-        pred, weights, sizes = self.attention(index)
+    def pick(self, px: float, py: float) -> tuple[int, int] | None:
+        """The map cell (y, x) under pixel (px, py) of the rendered picture (from its top-left corner), if
+        the point is on an image, a map or an overlay; else None. What a click does."""
+        height = self.figure.bbox.height
+        for row, name in enumerate(self.names):
+            _, _, sizes = self.attention(self.state.get("index", 0), name)
+            map_size = sizes[min(int(self.state.get("layer", 0)), len(sizes) - 1)]
+            for col, ax in enumerate(self.axes[row]):
+                if not ax.bbox.contains(px, height - py):
+                    continue
+                xd, yd = ax.transData.inverted().transform((px, height - py))
+                if col == 1:  # the map's own axes are map cells
+                    cell = (int(round(yd)), int(round(xd)))
+                else:  # image pixels: the map cell that covers them
+                    ih, iw = to_display(self.display_images[0]).shape[:2]
+                    cell = map_pixel(min(max(int(round(yd)), 0), ih - 1), min(max(int(round(xd)), 0), iw - 1),
+                                     (ih, iw), map_size)
+                (h0, w0) = self.sizes[min(int(self.state.get("layer", 0)), len(self.sizes) - 1)]
+                y, x = cell[0] * h0 // map_size[0], cell[1] * w0 // map_size[1]  # in the first network's cells
+                return min(max(y, 0), h0 - 1), min(max(x, 0), w0 - 1)
+        return None
+
+    def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0,
+               all_queries: bool = False) -> bytes:
+        """Show image `index`, query map pixel (y, x) (or where all queries look), `head` of attention layer
+        `layer`, for every network; returns the PNG."""
+        _, weights, sizes = self.attention(index)
         if not 0 <= layer < len(sizes):
             raise ValueError(f"layer {layer} is outside 0..{len(sizes) - 1}")
-        if not 0 <= head < weights[layer].shape[0]:
-            raise ValueError(f"head {head} is outside 0..{weights[layer].shape[0] - 1}")
-        map_size = sizes[layer]
-        amap = self.query_map(index, y, x, head, layer)
-        self.vmax = shared_scale(amap.reshape(-1)) if self.fixed_vmax is None else self.fixed_vmax
+        if not 0 <= head < self.heads[layer]:
+            raise ValueError(f"head {head} is outside 0..{self.heads[layer] - 1}")
+        maps = [self.query_map(index, y, x, head, layer, name, all_queries) for name in self.names]
+        self.vmax = (shared_scale([m.reshape(-1) for m in maps]) if self.fixed_vmax is None else self.fixed_vmax)
         img = to_display(self.display_images[index])
-        top, left, h, w = map_cell(y, x, map_size, img.shape[:2])
-        blend = overlay(img, amap, self.vmax)
-        truth = f"true {self._name(self.labels[index])}, " if self.labels is not None else ""
-        ax_img, ax_map, ax_over = self.axes
         if self._artists is None:  # first call: create the artists once
-            a = {"img": ax_img.imshow(img), "over": ax_over.imshow(blend),
-                 "map": ax_map.imshow(amap.numpy() * amap.numel(), cmap="inferno", vmin=0, vmax=self.vmax)}
-            bar_axes = self.figure.add_axes((0.915, 0.08, 0.015, 0.7))
-            self.figure.colorbar(a["map"], cax=bar_axes).set_label(UNIFORM_LABEL, fontsize=8)
-            a["box_img"] = ax_img.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
-            a["box_map"] = ax_map.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
-            a["box_over"] = ax_over.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
-            for ax in self.axes:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            self._artists = a
-        a = self._artists
-        a["img"].set_data(img)
-        a["over"].set_data(blend)
-        a["map"].set_data(amap.numpy() * amap.numel())
-        a["map"].set_clim(0, self.vmax)  # the colour bar follows
-        a["map"].set_extent((-0.5, map_size[1] - 0.5, map_size[0] - 0.5, -0.5))
-        ax_map.set_xlim(-0.5, map_size[1] - 0.5)
-        ax_map.set_ylim(map_size[0] - 0.5, -0.5)
-        for key in ("box_img", "box_over"):
-            a[key].set_xy((left - 0.5, top - 0.5))
-            a[key].set_width(w)
-            a[key].set_height(h)
-        a["box_map"].set_xy((x - 0.5, y - 0.5))
-        ax_img.set_title(f"image {index}\n{truth}predicted {self._name(pred)}", fontsize=10)
-        ax_map.set_title(f"{map_size[0]}x{map_size[1]} map = row {y * map_size[1] + x}\n"
-                         f"(layer {layer}, head {head})", fontsize=10)
-        ax_over.set_title(f"overlay\n{weight_range(amap)}", fontsize=10)
-        self.state = dict(index=index, y=y, x=x, head=head, layer=layer)
-        self.status_text = f"image {index}, pixel (y={y}, x={x}), head {head}, layer {layer}"
+            self._artists = []
+            for row in range(len(self.names)):
+                ax_img, ax_map, ax_over = self.axes[row]
+                a = {"img": ax_img.imshow(img), "over": ax_over.imshow(img),
+                     "map": ax_map.imshow(maps[row].numpy(), cmap="inferno", vmin=0, vmax=self.vmax)}
+                for key, ax in (("box_img", ax_img), ("box_map", ax_map), ("box_over", ax_over)):
+                    a[key] = ax.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="cyan", linewidth=2))
+                for ax in (ax_img, ax_over):
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                ax_map.tick_params(labelsize=7)
+                self._artists.append(a)
+            top = self.axes[0, 2].get_position().y1
+            bottom = self.axes[-1, 2].get_position().y0
+            bar_axes = self.figure.add_axes((0.915, bottom, 0.015, top - bottom))
+            self.figure.colorbar(self._artists[0]["map"], cax=bar_axes).set_label(UNIFORM_LABEL, fontsize=8)
+        truth = f"true {self._name(self.labels[index])}, " if self.labels is not None else ""
+        for row, name in enumerate(self.names):
+            pred, _, sizes = self.attention(index, name)
+            map_size = sizes[min(layer, len(sizes) - 1)]
+            (h0, w0) = self.sizes[layer]
+            qy, qx = y * map_size[0] // h0, x * map_size[1] // w0
+            amap, a = maps[row], self._artists[row]
+            ax_img, ax_map, ax_over = self.axes[row]
+            a["img"].set_data(img)
+            a["over"].set_data(overlay(img, amap, self.vmax))
+            a["map"].set_data(amap.numpy() * amap.numel())
+            a["map"].set_extent((-0.5, map_size[1] - 0.5, map_size[0] - 0.5, -0.5))
+            ax_map.set_xlim(-0.5, map_size[1] - 0.5)
+            ax_map.set_ylim(map_size[0] - 0.5, -0.5)
+            ax_map.set_xticks(range(0, map_size[1], 2))
+            ax_map.set_yticks(range(0, map_size[0], 2))
+            a["map"].set_clim(0, self.vmax)  # the colour bar follows
+            top, left, h, w = map_cell(qy, qx, map_size, img.shape[:2])
+            for key in ("box_img", "box_over"):
+                a[key].set_xy((left - 0.5, top - 0.5))
+                a[key].set_width(w)
+                a[key].set_height(h)
+                a[key].set_visible(not all_queries)
+            a["box_map"].set_xy((qx - 0.5, qy - 0.5))
+            a["box_map"].set_visible(not all_queries)
+            label = f"{name}: " if name else ""
+            ax_img.set_title(f"{label}image {index}\n{truth}predicted {self._name(pred)}", fontsize=9)
+            what = "all queries (mean)" if all_queries else f"query (y={qy}, x={qx}) = row {qy * map_size[1] + qx}"
+            ax_map.set_title(f"{map_size[0]}x{map_size[1]} map: {what}\n(layer {layer}, head {head})", fontsize=9)
+            ax_over.set_title(f"overlay\n{weight_range(amap)}", fontsize=9)
+        self.state = dict(index=index, y=y, x=x, head=head, layer=layer, all_queries=all_queries)
+        where = "where all queries look" if all_queries else f"pixel (y={y}, x={x})"
+        self.status_text = f"image {index}, {where}, head {head}, layer {layer}"
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png")
         return buf.getvalue()
 
     def widget(self) -> ipywidgets.VBox:
-        """The sliders, a status line and the picture as one ipywidgets box (import ipywidgets lazily)."""
+        """The sliders, the toggle, a status line and the picture as one ipywidgets box; a click on the
+        picture picks the query (ipyevents). ipywidgets and ipyevents are imported here, lazily."""
         import ipywidgets as widgets
 
         h, w = self.sizes[0]
@@ -389,27 +450,51 @@ class AttentionExplorer:
         if len(self.sizes) > 1:
             sliders["layer"] = widgets.IntSlider(0, 0, len(self.sizes) - 1, description="layer", style=style,
                                                  layout=layout)
+        toggle = widgets.Checkbox(False, description="where all queries look", indent=False)
         picture = widgets.Image(format="png", layout=widgets.Layout(width="750px"))
         status = widgets.Label()
         errors = widgets.Output()  # exceptions inside callbacks would otherwise vanish
+        holding = [False]  # True while a click moves two sliders: one redraw, not two
 
         def redraw(_change=None) -> None:
+            if holding[0]:
+                return
             with errors:
-                args = {k: s.value for k, s in sliders.items()}
-                layer = args.get("layer", 0)
+                layer = sliders["layer"].value if "layer" in sliders else 0
                 mh, mw = self.sizes[layer]
                 sliders["y"].max, sliders["x"].max = mh - 1, mw - 1  # layers may attend at different sizes
                 if "head" in sliders:
                     sliders["head"].max = self.heads[layer] - 1
                 args = {k: s.value for k, s in sliders.items()}
-                picture.value = self.update(**args)
+                picture.value = self.update(**args, all_queries=toggle.value)
                 status.value = self.status_text
 
-        for s in sliders.values():
+        def click(event: dict) -> None:
+            with errors:
+                cell = self.pick(event["dataX"], event["dataY"])
+                if cell is None:
+                    return
+                holding[0] = True
+                try:
+                    toggle.value = False
+                    sliders["y"].value, sliders["x"].value = cell
+                finally:
+                    holding[0] = False
+                redraw()
+
+        for s in [*sliders.values(), toggle]:
             s.observe(redraw, names="value")
+        try:
+            from ipyevents import Event
+            self.events = Event(source=picture, watched_events=["click"])
+            self.events.on_dom_event(click)
+        except ImportError:  # the sliders still work; say how to get clicks
+            with errors:
+                print("clicking needs ipyevents: pip install -r requirements.txt")
+        self._click = click
         redraw()
-        self.sliders, self.picture, self.status = sliders, picture, status
-        return widgets.VBox([*sliders.values(), status, picture, errors])
+        self.sliders, self.toggle, self.picture, self.status = sliders, toggle, picture, status
+        return widgets.VBox([*sliders.values(), toggle, status, picture, errors])
 
 
 # --- a drawing of a network -----------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Notebook 08's sliders in a real browser: JupyterLab driven by headless Chromium through Playwright.
 
 The test copies the notebook (and the shipped weights) into a temporary folder, starts JupyterLab there,
-runs all cells, moves every slider one step with the keyboard and checks that the picture changes each
-time and that no cell shows an error. The kernel inherits SACNN_SMOKE from pytest (set by conftest.py),
+runs all cells, moves every slider one step with the keyboard, clicks a pixel of the picture (the sliders
+and the caption must follow), ticks "where all queries look", and checks that the picture changes each
+time and that no cell shows an error. It prints how long each redraw took. The kernel inherits SACNN_SMOKE from pytest (set by conftest.py),
 so the notebook runs in its small size.
 
 Needs Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`) and the `playwright` package
@@ -107,7 +108,7 @@ def lab(tmp_path):
         log.close()
 
 
-def test_sliders_redraw_the_attention_map(lab):
+def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
     from playwright.sync_api import sync_playwright
 
     base, token = lab
@@ -168,6 +169,33 @@ def test_sliders_redraw_the_attention_map(lab):
                 assert after[:8] == b"\x89PNG\r\n\x1a\n"
                 assert after != before, f"slider {names[i]!r} did not change the picture"
                 print(f"slider {names[i]!r}: new picture {1000 * (time.perf_counter() - pressed):.0f} ms after the key press")
+
+            # A click inside the first row's image, up and to the left of its centre (the figure puts that image
+            # at 3-27 % of the picture's width and 11-47 % of its height), picks the map cell under it.
+            before_src = picture.get_attribute("src")
+            before_status = status.inner_text()
+            bounds = picture.bounding_box()
+            pressed = time.perf_counter()
+            picture.click(position={"x": 0.10 * bounds["width"], "y": 0.22 * bounds["height"]})
+            page.wait_for_function("([el, old]) => el.innerText !== old",
+                                   arg=[status.element_handle(), before_status], timeout=10_000)
+            page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
+                                   arg=[picture.element_handle(), before_src], timeout=10_000)
+            print(f"click: new picture {1000 * (time.perf_counter() - pressed):.0f} ms after the click")
+            y_now, x_now = aria(handles.nth(1), "now"), aria(handles.nth(2), "now")
+            assert status.inner_text() == STATUS.format(**dict(state, y=y_now, x=x_now)), status.inner_text()
+            assert (y_now, x_now) != (state["y"], state["x"]), "the click did not move the query"
+            assert y_now < 4 and x_now < 4  # up and to the left of the centre of the 8 x 8 map
+
+            toggle = box.locator(".widget-checkbox input")
+            before_src = picture.get_attribute("src")
+            pressed = time.perf_counter()
+            toggle.check()
+            page.wait_for_function("([el]) => el.innerText.includes('where all queries look')",
+                                   arg=[status.element_handle()], timeout=10_000)
+            page.wait_for_function("([el, old]) => el.getAttribute('src') !== old",
+                                   arg=[picture.element_handle(), before_src], timeout=10_000)
+            print(f"toggle: new picture {1000 * (time.perf_counter() - pressed):.0f} ms after the tick")
 
             errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
             texts = [errors.nth(i).inner_text() for i in range(errors.count())]

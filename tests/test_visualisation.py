@@ -35,9 +35,9 @@ def test_displayed_map_is_the_query_pixels_row(y, x):
     explorer = small_explorer()
     pred, _, sizes = explorer.attention(0)
     assert sizes == [(H, W)]
-    explorer._cache[0] = (pred, [planted_weights()], sizes)  # plant known weights for image 0
+    explorer._cache[("", 0)] = (pred, [planted_weights()], sizes)  # plant known weights for image 0
     explorer.update(0, y, x)
-    shown = torch.as_tensor(explorer._artists["map"].get_array())  # what the figure draws
+    shown = torch.as_tensor(explorer._artists[0]["map"].get_array())  # what the figure draws
     expected = torch.zeros(H, W)
     expected[(y + 3) % H, (2 * x + 1) % W] = 1.0
     assert torch.equal(shown.float(), expected * H * W)  # drawn in units of x uniform
@@ -54,7 +54,7 @@ def test_each_head_shows_its_own_weights():
     pred, weights, sizes = explorer.attention(1)
     planted = planted_weights(heads=2)
     planted[1] = planted[1].flip(-1)  # head 1 looks elsewhere
-    explorer._cache[1] = (pred, [planted], sizes)
+    explorer._cache[("", 1)] = (pred, [planted], sizes)
     m0, m1 = explorer.query_map(1, 2, 5, head=0), explorer.query_map(1, 2, 5, head=1)
     assert torch.equal(m0, planted[0, 2 * W + 5].reshape(H, W))
     assert torch.equal(m1, planted[1, 2 * W + 5].reshape(H, W))
@@ -64,11 +64,11 @@ def test_each_head_shows_its_own_weights():
 def test_update_redraws_in_place_and_the_picture_changes():
     explorer = small_explorer()
     first = explorer.update(0, 1, 1)
-    image_artist = explorer._artists["img"]
+    image_artist = explorer._artists[0]["img"]
     second = explorer.update(0, 6, 1)
     third = explorer.update(2, 6, 1)
-    assert explorer._artists["img"] is image_artist  # same artists, new data: no new figure
-    assert len(explorer.axes[0].images) == 1
+    assert explorer._artists[0]["img"] is image_artist  # same artists, new data: no new figure
+    assert len(explorer.axes[0, 0].images) == 1
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     assert first != second != third
     assert explorer.status_text == "image 2, pixel (y=6, x=1), head 0, layer 0"
@@ -86,10 +86,58 @@ def test_widget_sliders_drive_the_picture():
     assert explorer.status.value == f"image 0, pixel (y={H // 2}, x=0), head 0, layer 0"
     explorer.sliders["head"].value = 1
     assert explorer.status.value.endswith("head 1, layer 0")
-    assert len(box.children) == 4 + 3
+    assert len(box.children) == 4 + 4  # 4 sliders; the toggle, status, picture, errors
     single = small_explorer(heads=1)
     single.widget()
     assert set(single.sliders) == {"index", "y", "x"}  # one head, one layer: no head or layer slider
+
+
+def test_a_click_picks_the_query_under_the_mouse_and_the_sliders_follow():
+    pytest.importorskip("ipywidgets")
+    explorer = small_explorer()
+    explorer.widget()
+    png_height = explorer.figure.bbox.height
+
+    def centre_of(ax, xd, yd):  # where data point (xd, yd) of `ax` lies in the PNG, from its top-left corner
+        px, py = ax.transData.transform((xd, yd))
+        return px, png_height - py
+
+    ax_img, ax_map, ax_over = explorer.axes[0]
+    assert explorer.pick(*centre_of(ax_map, 6, 1)) == (1, 6)  # on the map: its own cells
+    assert explorer.pick(*centre_of(ax_img, 30, 9)) == (2, 7)  # image pixel (y=9, x=30) lies in map cell (2, 7)
+    assert explorer.pick(*centre_of(ax_over, 1, 29)) == (7, 0)
+    assert explorer.pick(1, 1) is None  # the figure's corner: no axes
+    before = explorer.picture.value
+    explorer._click(dict(zip(("dataX", "dataY"), centre_of(ax_map, 3, 5))))
+    assert (explorer.sliders["y"].value, explorer.sliders["x"].value) == (5, 3)
+    assert explorer.status.value == "image 0, pixel (y=5, x=3), head 0, layer 0"
+    assert explorer.picture.value != before
+    assert "query (y=5, x=3)" in ax_map.get_title()
+
+
+def test_where_all_queries_look_is_the_mean_over_queries():
+    explorer = small_explorer()
+    pred, _, sizes = explorer.attention(0)
+    explorer._cache[("", 0)] = (pred, [planted_weights()], sizes)
+    expected = planted_weights()[0].mean(0).reshape(H, W)
+    torch.testing.assert_close(explorer.query_map(0, 0, 0, all_queries=True), expected)
+    explorer.update(0, 2, 2, all_queries=True)
+    assert explorer.status_text == "image 0, where all queries look, head 0, layer 0"
+    assert not explorer._artists[0]["box_map"].get_visible()
+
+
+def test_several_networks_side_by_side_share_one_colour_scale():
+    seed_everything(0)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    models = {"a": AttentionCNN(widths=[8, 16], attention_at=[2]).eval(),
+              "b": AttentionCNN(widths=[8, 16], attention_at=[2], qk_norm=True, gamma_init=1.0).eval()}
+    explorer = AttentionExplorer(models, images.float() / 255, display_images=images)
+    explorer.update(1, 3, 4)
+    assert explorer.axes.shape == (2, 3)
+    peaks = [float(explorer.query_map(1, 3, 4, name=n).max()) * H * W for n in models]
+    assert explorer.vmax == pytest.approx(max([2.0] + peaks))
+    assert [a["map"].get_clim() for a in explorer._artists] == [(0, explorer.vmax)] * 2
+    assert explorer.axes[0, 0].get_title().startswith("a: image 1") and explorer.axes[1, 0].get_title().startswith("b:")
 
 
 def test_collect_attention_matches_the_model_and_reports_map_sizes():
