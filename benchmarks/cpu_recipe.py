@@ -55,8 +55,13 @@ def run(variant: str, seed: int, recipe: str) -> dict:
     elif variant == "trained-uniform":
         cmd.append("--uniform-attention")
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    if previous.get("benchmark") and (variant != "attention" or "uniform_ablation" in previous):
-        return previous  # finished and measured: delete its JSON to train it again
+    sys.path.insert(0, str(ROOT))
+    from sacnn_helpers import get_recipe
+    current = get_recipe(recipe)
+    same_run = (previous.get("epochs") == current.epochs
+                and all(previous.get("model_config", {}).get(k) == v for k, v in current.model_config.items()))
+    if previous.get("benchmark") and same_run and (variant != "attention" or "uniform_ablation" in previous):
+        return previous  # finished and measured with today's recipe: delete its JSON to train it again
     load_before = os.getloadavg()
     print(" ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -154,7 +159,11 @@ def main() -> None:
              f"`benchmarks/cpu_recipe.py`. Test accuracy on the 10,000 images of the official test split "
              f"(flip-averaged logits; data: {source}); ± is the standard deviation over seeds; train seconds = training steps + per-epoch validation; images/s = training images "
              f"per second of training steps. The machine was shared with other jobs: the load average "
-             f"(1, 5, 15 min) before each run is listed.", "",
+             f"(1, 5, 15 min) before each run is listed. Variants: `attention` (the recipe: the recommended layer), "
+             f"`no-attention` (the layer left out), `trained-uniform` (the same network trained with every map fixed "
+             f"to uniform, `--uniform-attention`). Uniform-ablation cost: an `attention` run's test accuracy (single "
+             f"view) with its trained maps minus with uniform maps swapped in at test time; [low, high] is a 95 % "
+             f"t-interval over seeds.", "",
              "| model | parameters | seeds | test accuracy | uniform-ablation cost (pts, 95 % interval) | train time | images/s | load before |",
              "|---|---|---|---|---|---|---|---|", *rows, "", paired, "",
              "Per run (test accuracy, train seconds): " + "; ".join(

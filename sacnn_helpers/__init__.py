@@ -1,7 +1,7 @@
 """Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place."""
 # attention: notebooks 01-05 (the steps, the layer, relative position)
-from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_layers, attention_map,
-                        attention_memory_table, attention_scores, attention_weights, capture_attention,
+from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_gammas, attention_layers,
+                        attention_map, attention_memory_table, attention_scores, attention_weights, capture_attention,
                         channel_attention_scores, collect_attention, example_feature_map, example_qkv,
                         flash_attention_bytes, from_tokens, pixel_index, relative_position_index,
                         scaled_dot_product_attention, to_tokens, uniform_attention)
@@ -9,6 +9,8 @@ from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, at
 from .analysis import (attention_report, entropy_ratio, forward_flops, map_statistics, mean_attention_distance,
                        occlusion_check, peak_ratio, predict, query_dependence, uniform_attention_accuracy,
                        uniform_attention_distance)
+# saliency: attention against gradient explanations, deletion and insertion (notebook 08)
+from .saliency import attention_received, deletion_insertion, grad_cam, input_x_gradient, saliency_table
 # data: CIFAR-10, the long-range task, splits, augmentation (notebooks 00, 07, 09)
 from .data import (CIFAR10_CLASSES, CIFAR10_URL, DATASETS, LONG_RANGE_PALETTE, CIFAR10NotFoundError,
                    CorruptDataError, ImageSet, augment, load_cifar10, load_dataset, make_long_range, normalise,
@@ -20,7 +22,7 @@ from .checkpoints import CheckpointError, load_checkpoint, load_model, read_chec
 from .recipes import RECIPES, Recipe, build_recipe_model, get_recipe, load_recipe_data
 # where code runs, and the training loop
 from .runtime import get_device, is_smoke_run, seed_everything
-from .training import attention_gammas, evaluate, fit, train_one_epoch
+from .training import evaluate, fit, train_one_epoch
 # visualisation: notebooks 00-02, 06 (draw_network) and 08
 from .visualisation import (UNIFORM_LABEL, AttentionExplorer, draw_network, map_cell, map_pixel, network_layers,
                             overlay, plot_attention_grid, plot_query, shared_scale, show_heatmaps, show_images,

@@ -187,11 +187,16 @@ class SelfAttention(nn.Module):
         self._captured: list[torch.Tensor] | None = None  # set by `capture_attention`
         self.uniform = uniform  # always attend uniformly, in training too (the trained-uniform control)
         self._uniform = uniform  # set by `uniform_attention` (restored to `uniform` after it)
+        if uniform:  # the scores are never computed: freeze what only they use (DDP and the optimiser skip it)
+            for p in [*self.query.parameters(), *self.key.parameters(), self.log_temperature, self.position_table]:
+                if p is not None:
+                    p.requires_grad_(False)
         self.use_sdpa = True  # False: always the explicit path (what SDPA's math fallback does), for timing
 
     def extra_repr(self) -> str:
         extras = "".join([", qk_norm=True" if self.qk_norm else "",
-                          f", position={self.position!r}, size={self.size}" if self.position else ""])
+                          f", position={self.position!r}, size={self.size}" if self.position else "",
+                          ", uniform=True" if self.uniform else ""])
         return (f"in_channels={self.in_channels}, heads={self.heads}, qk_channels={self.qk_channels}, "
                 f"residual={self.gamma is not None}{extras}")
 
@@ -277,6 +282,24 @@ class SelfAttention(nn.Module):
 def attention_layers(model: nn.Module) -> list[SelfAttention]:
     """Every `SelfAttention` in `model`, in the order `model.modules()` lists them."""
     return [m for m in model.modules() if isinstance(m, SelfAttention)]
+
+
+def attention_gammas(model: nn.Module) -> dict[str, float]:
+    """The residual weight `gamma` of every attention layer, by module name (how much attention is used)."""
+    layers = set(attention_layers(model))
+    return {name: float(m.gamma.detach()) for name, m in model.named_modules()
+            if m in layers and m.gamma is not None}
+
+
+def score_parameters(model: nn.Module) -> tuple[set[nn.Parameter], set[nn.Parameter]]:
+    """(query/key projection parameters, temperature and position tables) of every attention layer: the
+    parameters that shape the scores, which the recipes train at their own learning rate. The second set is
+    never weight-decayed."""
+    qk, tables = set(), set()
+    for layer in attention_layers(model):
+        qk.update([*layer.query.parameters(), *layer.key.parameters()])
+        tables.update(p for p in (layer.log_temperature, layer.position_table) if p is not None)
+    return qk, tables
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from .analysis import attention_report
 from .attention import SelfAttention
+from .runtime import symmetric_eigh
 
 
 class ReportsAttention:
@@ -98,9 +99,7 @@ class PatchWhitening(nn.Module):
         patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # N x C x H' x W' x k x k
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)  # one row per patch
         covariance = patches.T @ patches / len(patches)
-        if covariance.device.type == "mps":  # MPS has no eigh: solve the 12 x 12 problem on the CPU
-            covariance = covariance.cpu()
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        eigenvalues, eigenvectors = symmetric_eigh(covariance)  # on the CPU for MPS, which has no eigh
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, c, k, k)
         self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight))
 
@@ -336,6 +335,12 @@ class Airbench94Net(ReportsAttention, nn.Sequential):
                            heads=heads, qk_channels=qk_channels, gamma_init=gamma_init, qk_norm=qk_norm,
                            temperature_init=temperature_init, position=position, in_channels=in_channels,
                            image_size=image_size)
+
+    def fit_to_data(self, images: torch.Tensor) -> None:
+        """Set the frozen whitening conv from normalised training images (what `fit` calls once; the gpu
+        recipe's airbench94 training does the same itself)."""
+        from .speedrun import init_whitening_conv  # speedrun trains this network; imported late, no cycle
+        init_whitening_conv(self[0], images)
 
 
 # The architectures by class name, so a checkpoint (which stores the name and config) can rebuild its model.

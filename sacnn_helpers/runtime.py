@@ -15,8 +15,8 @@ CUBLAS_ENV, CUBLAS_DETERMINISTIC = "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
 
 
 def _set_cublas_workspace() -> None:
-    """Deterministic cuBLAS needs a fixed workspace, read once when CUDA starts: set it at import (the
-    package never starts CUDA before this), unless the user chose a value. Harmless without a GPU."""
+    """Deterministic cuBLAS needs a fixed workspace, read when cuBLAS creates its first one: set it at import
+    (the package does no CUDA work before this), unless the user chose a value. Harmless without a GPU."""
     if not torch.cuda.is_initialized():
         os.environ.setdefault(CUBLAS_ENV, CUBLAS_DETERMINISTIC)
 
@@ -67,6 +67,15 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def symmetric_eigh(matrix: torch.Tensor, uplo: str = "L") -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.linalg.eigh` on the matrix's device, or on the CPU for Apple MPS, which has no eigh; the
+    results come back on the matrix's device."""
+    if matrix.device.type != "mps":
+        return torch.linalg.eigh(matrix, UPLO=uplo)
+    values, vectors = torch.linalg.eigh(matrix.cpu(), UPLO=uplo)
+    return values.to(matrix.device), vectors.to(matrix.device)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
     random.seed(seed)
@@ -95,17 +104,17 @@ def configure_backends(device: torch.device, tf32: bool = True, deterministic: b
     (`torch.use_deterministic_algorithms`); it can be slower. CPU runs repeat bit for bit for the same
     thread count either way.
 
-    cuBLAS reads its workspace setting ($CUBLAS_WORKSPACE_CONFIG) once, when CUDA starts: `import
-    sacnn_helpers` sets it (when unset) before any CUDA work, and a deterministic run on a CUDA that
-    started without it raises an error that says how to fix it.
+    cuBLAS reads its workspace setting ($CUBLAS_WORKSPACE_CONFIG) when it creates its first workspace, early
+    in a process's CUDA work: `import sacnn_helpers` sets it (when unset) before any CUDA work, and a
+    deterministic run without it raises an error that says how to fix it.
     """
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
         if deterministic and os.environ.get(CUBLAS_ENV) not in (CUBLAS_DETERMINISTIC, ":16:8"):
             raise RuntimeError(f"a deterministic CUDA run needs ${CUBLAS_ENV}={CUBLAS_DETERMINISTIC} before CUDA "
                                f"starts, and it is {os.environ.get(CUBLAS_ENV)!r}: set it in the shell (or before "
                                f"the first CUDA call) and start again")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic)

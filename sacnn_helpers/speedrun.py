@@ -22,7 +22,7 @@ import os
 import time
 from contextlib import contextmanager
 from math import ceil
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -30,7 +30,11 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import normalize
 
 from . import runtime
-from .attention import attention_layers
+from .attention import attention_gammas, score_parameters
+
+if TYPE_CHECKING:
+    from .data import ImageSet
+    from .recipes import Recipe
 
 # airbench94's hyperparameters (lib_airbench94.py), decoupled: lr and weight decay per 1,024 examples
 HYP: dict[str, Any] = {
@@ -134,9 +138,7 @@ def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-
     n = len(patches)
     flat = patches.view(n, -1)
     covariance = (flat.T @ flat) / n
-    if covariance.device.type == "mps":  # MPS has no eigh: solve the 12 x 12 problem on the CPU
-        covariance = covariance.cpu()
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance, UPLO="U")
+    eigenvalues, eigenvectors = runtime.symmetric_eigh(covariance, "U")  # on the CPU for MPS
     eigenvalues = eigenvalues.flip(0).view(-1, 1, 1, 1).to(layer.weight.device)
     eigenvectors = eigenvectors.T.reshape(c * h * w, c, h, w).flip(0).to(layer.weight.device)
     scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
@@ -177,15 +179,6 @@ def infer(model: nn.Module, images: torch.Tensor, tta_level: int = 0) -> torch.T
 
 # --- training ---------------------------------------------------------------------------------------
 
-def score_parameters(model: nn.Module) -> set[nn.Parameter]:
-    """The parameters that shape the attention scores: query/key projections, temperature, position table."""
-    params: set[nn.Parameter] = set()
-    for layer in attention_layers(model):
-        params.update([*layer.query.parameters(), *layer.key.parameters()])
-        params.update(p for p in (layer.log_temperature, layer.position_table) if p is not None)
-    return params
-
-
 def make_optimizer(model: nn.Module, batch_size: int, lr: float, momentum: float, weight_decay: float,
                    bias_scaler: float, attention_lr_scale: float = 10.0) -> torch.optim.SGD:
     """airbench's SGD-Nesterov with decoupled settings (lr and weight decay per 1,024 examples, the step
@@ -195,7 +188,8 @@ def make_optimizer(model: nn.Module, batch_size: int, lr: float, momentum: float
     lr = lr / kilostep_scale  # PyTorch's SGD learning rate
     wd = weight_decay * batch_size / kilostep_scale
     lr_biases = lr * bias_scaler
-    scores = score_parameters(model)
+    qk, tables = score_parameters(model)
+    scores = qk | tables
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
     norm_biases = [p for k, p in named if "norm" in k]
     others = [p for k, p in named if "norm" not in k and p not in scores]
@@ -223,8 +217,8 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
             bias_scaler: float = HYP["opt"]["bias_scaler"], momentum: float = HYP["opt"]["momentum"],
             weight_decay: float = HYP["opt"]["weight_decay"],
             whiten_bias_epochs: int = HYP["opt"]["whiten_bias_epochs"], attention_lr_scale: float = 10.0,
-            progress: bool = False, epoch_end: Callable[[nn.Module], dict[str, Any]] | None = None
-            ) -> list[dict[str, Any]]:
+            progress: bool = False, epoch_end: Callable[[nn.Module], dict[str, Any]] | None = None,
+            peak: float = 0.23) -> list[dict[str, Any]]:
     """airbench94's `train` for a prepared `model` (`prepare_net`) whose first layer is the whitening conv;
     returns one row per epoch (the last batch's loss, seconds of training steps, and whatever `epoch_end`
     adds, measured outside the timed steps). Random numbers come from the global generator of the loader's
@@ -232,9 +226,12 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
     from tqdm.auto import tqdm
     device = loader.images.device
     total_steps = ceil(len(loader) * epochs)
+    if total_steps < 1:
+        raise ValueError(f"airbench94's training takes full batches only: {len(loader.images)} training images "
+                         f"give no batch of {loader.batch_size}; use more images or a smaller batch_size")
     optimizer = make_optimizer(model, loader.batch_size, lr, momentum, weight_decay, bias_scaler,
                                attention_lr_scale)
-    schedule = triangle(total_steps, start=0.2, end=0.07, peak=0.23)
+    schedule = triangle(total_steps, start=0.2, end=0.07, peak=peak)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
     alpha_schedule = 0.95 ** 5 * (torch.arange(total_steps + 1) / total_steps) ** 3
     lookahead = Lookahead(model)
@@ -268,16 +265,31 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
     return history
 
 
-def fit_airbench94(model: nn.Module, data: dict[str, Any], recipe: Any, device: torch.device, seed: int = 0,
+def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, device: torch.device, seed: int = 0,
                    progress: bool = True) -> dict[str, Any]:
     """What `fit` runs for the `gpu` recipe: airbench94's training of `model` (an `Airbench94Net`) on all of
     `data["train"]`, scored on `data["test"]` with test-time augmentation level 2. The global generator is
-    reset from `seed` before the first batch, so runs with and without attention see the same batches."""
+    reset from `seed` before the first batch, so runs with and without attention see the same batches.
+
+    The recipe's `lr`, `momentum`, `weight_decay` (airbench's decoupled values, per 1,024 examples),
+    `warmup` (where the schedule peaks), `label_smoothing`, `batch_size`, `epochs`, `translate`, `flip` and
+    `attention_lr_scale` are used; switches that belong to `fit`'s loop (`amp`, `compile`, `flip_test`,
+    `qk_weight_decay`, `channels_last`) are refused when changed. History rows hold the last batch's loss and
+    the seconds of training steps per epoch (no validation split, no running accuracy).
+    """
+    from .models import Airbench94Net
+    from .recipes import RECIPES
     if runtime.world_size() > 1:
         raise RuntimeError("the gpu recipe (airbench94's training) runs in one process; launch it without torchrun")
-    if not hasattr(model, "config") or model[0].weight.shape[-1] != 2:
-        raise TypeError(f"the gpu recipe trains an Airbench94Net (its first layer the 2x2 whitening conv), got "
-                        f"{type(model).__name__}: build it with build_recipe_model(get_recipe('gpu'), ...)")
+    if not isinstance(model, Airbench94Net):
+        raise TypeError(f"the gpu recipe trains an Airbench94Net (airbench94's network), got {type(model).__name__}: "
+                        f"build it with build_recipe_model(get_recipe('gpu'), train) or leave out --model")
+    default = RECIPES["cifar10"]["gpu"]
+    changed = [f for f in ("amp", "compile", "flip_test", "qk_weight_decay", "channels_last")
+               if getattr(recipe, f) != getattr(default, f)]
+    if changed:
+        raise ValueError(f"the gpu recipe runs airbench94's own loop, which has no {', '.join(changed)} switch "
+                         f"(float16 on CUDA, mirror-and-shift TTA, airbench's optimiser groups): leave them unset")
     train, test = data["train"], data["test"]
     model = prepare_net(model, device)
     loader = Loader(to_float_images(train.images, device), train.labels.to(device), recipe.batch_size,
@@ -285,15 +297,15 @@ def fit_airbench94(model: nn.Module, data: dict[str, Any], recipe: Any, device: 
     probe = loader.normalize(loader.images[:256])
 
     def epoch_end(net: nn.Module) -> dict[str, Any]:  # the keys `fit` logs (no validation split here)
-        gammas = {name: float(m.gamma.detach()) for name, m in net.named_modules()
-                  if m in attention_layers(net) and m.gamma is not None}
         report = net.epoch_report(probe) if hasattr(net, "epoch_report") else []
-        return dict(val_loss=None, val_accuracy=None, gammas=gammas, attention=report)
+        return dict(val_loss=None, val_accuracy=None, gammas=attention_gammas(net), attention=report)
 
     torch.manual_seed(seed)
     epochs = recipe.epochs
-    history = train94(model, loader, epochs=epochs, label_smoothing=recipe.label_smoothing,
-                      attention_lr_scale=recipe.attention_lr_scale, progress=progress, epoch_end=epoch_end)
+    history = train94(model, loader, epochs=epochs, label_smoothing=recipe.label_smoothing, lr=recipe.lr,
+                      momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                      attention_lr_scale=recipe.attention_lr_scale, progress=progress, epoch_end=epoch_end,
+                      peak=recipe.warmup)
     for row in history:
         row["seconds"] = row["step_seconds"]
     test_images = loader.normalize(to_float_images(test.images, device))

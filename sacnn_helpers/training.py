@@ -17,20 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import runtime
-from .attention import attention_layers
+from .attention import attention_gammas, score_parameters
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageSet, draw_augmentation, normalise, shift_and_flip
 from .recipes import Recipe
 from .speedrun import fit_airbench94
 
 COMPILE_BACKEND = "inductor"  # torch.compile's backend for recipes with compile=True (tests use "eager")
-
-
-def attention_gammas(model: nn.Module) -> dict[str, float]:
-    """The residual weight `gamma` of every attention layer, by module name (how much attention is used)."""
-    layers = set(attention_layers(model))
-    return {name: float(m.gamma.detach()) for name, m in model.named_modules()
-            if m in layers and m.gamma is not None}
 
 
 def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> float:
@@ -50,10 +43,7 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     projections, temperature, position table) get `recipe.attention_lr_scale` x lr; each group's
     `lr_scale` multiplies the schedule's lr.
     """
-    qk, never_decayed = set(), set()
-    for layer in attention_layers(model):
-        qk.update([*layer.query.parameters(), *layer.key.parameters()])
-        never_decayed.update(p for p in (layer.log_temperature, layer.position_table) if p is not None)
+    qk, never_decayed = score_parameters(model)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if not p.requires_grad:  # frozen (a whitening layer)
@@ -231,6 +221,9 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
         result = fit_airbench94(model, data, recipe, device, seed, progress)
         _save(checkpoint, model, identity, None, train, result["history"], finished=True, result=result)
         return result
+    if recipe.epochs != int(recipe.epochs):
+        raise ValueError(f"fit trains whole epochs, got epochs={recipe.epochs}; only the gpu recipe "
+                         f"(airbench94's training) stops part-way into its last epoch")
     history: list[dict[str, Any]] = [] if blob is None else list(blob["meta"]["history"])
     model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
     optimizer = make_optimizer(model, recipe)
@@ -245,7 +238,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     probe = normalise((val if len(val) else train).images[:256].to(device), train.mean, train.std)
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     save, start = partial(_save, checkpoint, model, identity, optimizer, train), len(history)
-    for epoch in range(start, recipe.epochs):
+    for epoch in range(start, int(recipe.epochs)):
         t0 = time.perf_counter()
         row = train_one_epoch(step_model, optimizer, tensors, recipe, epoch, total_steps, seed, amp, progress, eager)
         val_loss, val_acc = (evaluate(model, val.images, val.labels, train.mean, train.std,
@@ -298,9 +291,10 @@ def _save(checkpoint: str | os.PathLike | None, model: nn.Module, identity: dict
     """Write the checkpoint (process 0), then let no process run ahead of it."""
     if checkpoint is not None and runtime.rank() == 0:
         extra = {} if result is None else dict(result=result)
+        mean, std = (result["mean"], result["std"]) if result else (train.mean, train.std)  # what the model saw
         save_checkpoint(checkpoint, model, identity=identity, epoch=len(history), history=history,
-                        optimizer=None if optimizer is None else optimizer.state_dict(), finished=finished, mean=train.mean, std=train.std,
-                        classes=train.classes, **extra)
+                        optimizer=None if optimizer is None else optimizer.state_dict(), finished=finished,
+                        mean=mean, std=std, classes=train.classes, **extra)
     runtime.barrier()
 
 

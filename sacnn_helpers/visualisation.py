@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .attention import attention_map, collect_attention
+from .runtime import model_device
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -397,8 +398,10 @@ class AttentionExplorer:
             self.figure.colorbar(self._artists[0]["map"], cax=bar_axes).set_label(UNIFORM_LABEL, fontsize=8)
         truth = f"true {self._name(self.labels[index])}, " if self.labels is not None else ""
         for row, name in enumerate(self.names):
-            pred, _, sizes = self.attention(index, name)
-            map_size = sizes[min(layer, len(sizes) - 1)]
+            pred, row_weights, sizes = self.attention(index, name)
+            row_layer = min(layer, len(sizes) - 1)  # a network with fewer layers or heads shows its last one
+            row_head = min(head, row_weights[row_layer].shape[0] - 1)
+            map_size = sizes[row_layer]
             (h0, w0) = self.sizes[layer]
             qy, qx = y * map_size[0] // h0, x * map_size[1] // w0
             amap, a = maps[row], self._artists[row]
@@ -423,13 +426,13 @@ class AttentionExplorer:
             label = f"{name}: " if name else ""
             ax_img.set_title(f"{label}image {index}\n{truth}predicted {self._name(pred)}", fontsize=9)
             what = "all queries (mean)" if all_queries else f"query (y={qy}, x={qx}) = row {qy * map_size[1] + qx}"
-            ax_map.set_title(f"{map_size[0]}x{map_size[1]} map: {what}\n(layer {layer}, head {head})", fontsize=9)
+            ax_map.set_title(f"{map_size[0]}x{map_size[1]} map: {what}\n(layer {row_layer}, head {row_head})", fontsize=9)
             ax_over.set_title(f"overlay\n{weight_range(amap)}", fontsize=9)
         self.state = dict(index=index, y=y, x=x, head=head, layer=layer, all_queries=all_queries)
         where = "where all queries look" if all_queries else f"pixel (y={y}, x={x})"
         self.status_text = f"image {index}, {where}, head {head}, layer {layer}"
         buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
+        self.figure.savefig(buf, format="png", dpi=self.figure.dpi)  # `pick` reads clicks at this resolution
         return buf.getvalue()
 
     def widget(self) -> ipywidgets.VBox:
@@ -521,7 +524,7 @@ def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, t
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(example)
+            model.eval()(example.to(model_device(model)))
     finally:
         model.train(was_training)
         for hook in hooks:

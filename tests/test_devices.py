@@ -53,6 +53,11 @@ def test_fit_and_every_measuring_helper_run_without_float64(real_cifar10):
         sh.occlusion_check(model, images[:16], k=2)
         explorer = sh.AttentionExplorer(model, images[:4], data["test"].images[:4], labels[:4])
         explorer.update(1, 2, 3)
+        sh.saliency_table(model, images[:8], steps=4)
+        sh.forward_flops(model)
+        gpu = sh.get_recipe("gpu", train_limit=256, test_limit=64, batch_size=128, epochs=1)
+        small = sh.load_recipe_data(gpu)
+        sh.fit(sh.build_recipe_model(gpu, small["train"]), small, gpu, device="cpu", progress=False)
     assert mode.ops == [], f"float64 operations (no MPS kernel): {sorted(set(mode.ops))}"
     assert len(result["history"]) == 2 and result["history"][-1]["attention"]
 

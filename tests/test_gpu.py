@@ -81,7 +81,7 @@ def test_the_gpu_recipe_is_airbench94_in_float16_on_cuda(real_cifar10):
 
 def test_compile_trains_without_recompiling_for_the_last_batch(real_cifar10):
     from torch._dynamo.utils import counters
-    recipe = sh.get_recipe("smoke", compile=True, epochs=2)
+    recipe = sh.get_recipe("smoke", compile=True, epochs=2, batch_size=100)  # 1,024 = 10 x 100 + 24
     data = sh.load_recipe_data(recipe)
     counters.clear()
     model = sh.build_recipe_model(recipe, data["train"])

@@ -113,3 +113,23 @@ def test_the_gpu_recipe_trains_through_fit_on_a_cpu_subset(real_cifar10, tmp_pat
     loaded, meta = sh.load_model(tmp_path / "gpu.pt")
     images = sh.normalise(data["test"].images[:8], meta["mean"], meta["std"])
     torch.testing.assert_close(sh.predict(loaded, images), sh.predict(model, images))
+
+
+def test_the_gpu_recipe_records_the_settings_it_trains_with_and_refuses_the_others():
+    recipe = sh.get_recipe("gpu")
+    opt = speedrun.HYP["opt"]
+    assert (recipe.lr, recipe.momentum, recipe.weight_decay, recipe.label_smoothing, recipe.batch_size,
+            recipe.epochs) == (opt["lr"], opt["momentum"], opt["weight_decay"], opt["label_smoothing"],
+                               opt["batch_size"], opt["train_epochs"])
+    g = torch.Generator().manual_seed(0)
+    train = sh.ImageSet(torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8, generator=g),
+                        torch.randint(0, 10, (300,), generator=g), [str(i) for i in range(10)])
+    data = sh.split_data(train, train.subset(slice(0, 50)), val_size=0)
+    with pytest.raises(ValueError, match="no compile switch"):
+        sh.fit(Airbench94Net(), data, sh.get_recipe("gpu", compile=True), device="cpu", progress=False)
+    with pytest.raises(TypeError, match="trains an Airbench94Net"):
+        sh.fit(sh.AttentionCNN(), data, recipe, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="300 training images give no batch of 1024"):
+        sh.fit(Airbench94Net(), data, recipe, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="fit trains whole epochs"):
+        sh.fit(sh.AttentionCNN(), data, sh.get_recipe("smoke", epochs=1.5), device="cpu", progress=False)

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+import sacnn_helpers as sh
 import sacnn_helpers.checkpoints as checkpoints
 import sacnn_helpers.training as training
 from sacnn_helpers import (MODELS, AttentionCNN, CheckpointError, ImageSet, Recipe, augment, build_recipe_model, fit,
@@ -159,9 +160,9 @@ def test_split_data_holds_out_a_fixed_validation_split():
 def test_attention_cnn_checks_its_arguments_and_records_gamma():
     with pytest.raises(ValueError, match="only 2 stages"):
         AttentionCNN(widths=[8, 8], attention_at=[3])
-    assert training.attention_gammas(AttentionCNN(widths=[8, 8], attention_at=[1, 2])) == {
+    assert sh.attention_gammas(AttentionCNN(widths=[8, 8], attention_at=[1, 2])) == {
         "features.7": 0.0, "features.15": 0.0}
-    assert training.attention_gammas(AttentionCNN(widths=[8, 8], attention=False)) == {}
+    assert sh.attention_gammas(AttentionCNN(widths=[8, 8], attention=False)) == {}
 
 
 # --- the loop: learning, checkpoints, resuming --------------------------------------------------------

@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYVER=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-rm -rf .whl && PYVER=$PYVER bash tools/gpu_wheels.sh
-venv=$(mktemp -d)/venv
+work=$(mktemp -d)  # this Python's wheels, away from .whl/ (which holds the GPU machine's)
+WHEELS="$work/whl" PYVER=$PYVER bash tools/gpu_wheels.sh
+venv=$work/venv
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q numpy  # what the GPU machine has beside torch
-"$venv/bin/python" -m pip install -q --no-index --find-links .whl nbval ipywidgets pytest matplotlib tqdm airbench
-"$venv/bin/python" -c "import nbval, ipywidgets, jsonschema, coverage, attrs, ipykernel, matplotlib, tqdm; print('check_gpu_wheels: every package installed from .whl/ with --no-index and imported')"
+"$venv/bin/python" -m pip install -q --no-index --find-links "$work/whl" nbval ipywidgets ipyevents pytest matplotlib tqdm airbench
+"$venv/bin/python" -c "import nbval, ipywidgets, ipyevents, jsonschema, coverage, attrs, ipykernel, matplotlib, tqdm; print('check_gpu_wheels: every package installed from .whl/ with --no-index and imported')"
 "$venv/bin/python" -m pip list 2>/dev/null | wc -l
