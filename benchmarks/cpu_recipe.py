@@ -127,9 +127,13 @@ def main() -> None:
         results = per_variant[variant] = [run(variant, seed, args.recipe) for seed in args.seeds]
         r0 = results[0]
         costs = [r["uniform_ablation"]["cost"] for r in results if "uniform_ablation" in r]
+        reports = [r["history"][-1].get("attention") for r in results]
+        peaks = [rep[0]["peak_ratio"][0] for rep in reports if rep]
+        qdep = [rep[0]["query_dependence"][0] for rep in reports if rep]
+        maps = f"{statistics.median(peaks):.2f} / {statistics.median(qdep):.3f}" if peaks else "–"
         rows.append(f"| {variant} | {r0['parameters']:,} | {len(results)} ({', '.join(map(str, args.seeds))}) | "
                     f"{fmt([r['test_accuracy'] for r in results], 100, 2)} % | "
-                    f"{interval(costs) if costs else '–'} | "
+                    f"{interval(costs) if costs else '–'} | {maps} | "
                     f"{fmt([r['train_seconds'] for r in results], 1, 0)} s | "
                     f"{fmt([r['images_per_second'] for r in results], 1, 0)} | "
                     f"{load_text(r0['benchmark']['load_average_before'])} |")
@@ -163,9 +167,9 @@ def main() -> None:
              f"`no-attention` (the layer left out), `trained-uniform` (the same network trained with every map fixed "
              f"to uniform, `--uniform-attention`). Uniform-ablation cost: an `attention` run's test accuracy (single "
              f"view) with its trained maps minus with uniform maps swapped in at test time; [low, high] is a 95 % "
-             f"t-interval over seeds.", "",
-             "| model | parameters | seeds | test accuracy | uniform-ablation cost (pts, 95 % interval) | train time | images/s | load before |",
-             "|---|---|---|---|---|---|---|---|", *rows, "", paired, "",
+             f"t-interval over seeds. Maps: the last epoch's statistics on 256 validation images, as `fit` logs them.", "",
+             "| model | parameters | seeds | test accuracy | uniform-ablation cost (pts, 95 % interval) | maps: peak × uniform / query dependence (median over seeds) | train time | images/s | load before |",
+             "|---|---|---|---|---|---|---|---|---|", *rows, "", paired, "",
              "Per run (test accuracy, train seconds): " + "; ".join(
                  f"{v} seed {r['seed']}: {100 * r['test_accuracy']:.2f} %, {r['train_seconds']:.0f} s"
                  for v, rs in per_variant.items() for r in rs), ""]

@@ -77,3 +77,11 @@ def test_a_run_resumes_under_torchrun(tmp_path, monkeypatch):
     result = train(tmp_path, "run", ["--dataset", "long-range", "--recipe", "smoke", "--epochs", "2"], processes=2)
     assert result["resumed_from"] == 1 and result["world_size"] == 2 and len(result["history"]) == 2
     assert read_checkpoint(tmp_path / "run.pt")["meta"]["finished"]
+
+
+def test_trained_uniform_attention_trains_under_torchrun(tmp_path, cli_smoke_run):
+    """A layer trained with uniform maps never uses its query/key weights: they are frozen, so
+    DistributedDataParallel does not wait for gradients that never come."""
+    result = train(tmp_path, "uniform", ["--recipe", "smoke", "--uniform-attention"], processes=2)
+    assert result["world_size"] == 2 and result["model_config"]["uniform_attention"] is True
+    assert len(result["history"]) == 1
