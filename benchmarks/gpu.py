@@ -104,10 +104,10 @@ def airbench_run(train: sh.ImageSet, test: sh.ImageSet, device: torch.device, se
                 airbench.train94(train_loader=loader, epochs=5 / len(loader), verbose=False)
                 warm[0] = True
             torch.manual_seed(seed)
-            speedrun_sync(device)
+            sh.runtime.synchronize(device)
             start = time.perf_counter()
             model = airbench.train94(train_loader=loader, epochs=epochs, verbose=False)
-            speedrun_sync(device)
+            sh.runtime.synchronize(device)
             seconds = time.perf_counter() - start
             test_loader = utils.CifarLoader("cifar10", train=False, batch_size=2000)
             accuracy = utils.evaluate(model, test_loader, tta_level=2)
@@ -126,10 +126,6 @@ class _chdir:
     def __exit__(self, *exc: Any) -> None:
         import os
         os.chdir(self.here)
-
-
-def speedrun_sync(device: torch.device) -> None:
-    sh.runtime.synchronize(device)
 
 
 def throughput_run(device: torch.device, batch: int, use_sdpa: bool, steps: int, dry_run: bool) -> dict[str, Any]:
@@ -157,11 +153,11 @@ def throughput_run(device: torch.device, batch: int, use_sdpa: bool, steps: int,
 
     for _ in range(3):
         step()
-    speedrun_sync(device)
+    sh.runtime.synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    speedrun_sync(device)
+    sh.runtime.synchronize(device)
     seconds = time.perf_counter() - start
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     return dict(images_per_second=batch * steps / seconds, peak_memory_gib=memory, image_size=size)

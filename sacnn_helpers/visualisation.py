@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .attention import attention_map, collect_attention
+from .attention import SelfAttention, attention_map, collect_attention
 from .runtime import model_device
 
 if TYPE_CHECKING:
@@ -305,8 +305,8 @@ class AttentionExplorer:
         self.class_names = list(class_names) if class_names is not None else None
         self._cache: dict[tuple[str, int], tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
         _, weights, self.sizes = self.attention(0)
-        self.heads = [max(self.attention(0, name)[1][layer].shape[0] for name in self.names
-                          if layer < len(self.attention(0, name)[1])) for layer in range(len(weights))]
+        per_network = [self.attention(0, name)[1] for name in self.names]
+        self.heads = [max(w[layer].shape[0] for w in per_network if layer < len(w)) for layer in range(len(weights))]
         self.fixed_vmax = vmax
         self.vmax = 2.0  # the scale of the view shown last
         rows = len(self.names)
@@ -518,7 +518,7 @@ def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, t
         rows.append((type(mod).__name__, tuple(out.shape[1:])))
         last[0] = tuple(out.shape[1:])
 
-    leaves = [m for m in model.modules() if not list(m.children()) or type(m).__name__ == "SelfAttention"]
+    leaves = [m for m in model.modules() if not list(m.children()) or isinstance(m, SelfAttention)]
     inside = {id(c) for m in leaves if list(m.children()) for c in m.modules() if c is not m}
     hooks = [m.register_forward_hook(record) for m in leaves if id(m) not in inside]
     was_training = model.training
