@@ -31,6 +31,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# variant -> the flags it adds to the recipe's command
+VARIANTS = {"attention": [], "no-attention": ["--no-attention"], "trained-uniform": ["--uniform-attention"],
+            "attention-pool": ["--no-attention", "--pool", "attention"], "avg-pool": ["--no-attention", "--pool", "avg"],
+            "layer+attention-pool": ["--pool", "attention"]}
+ABLATED = ("attention", "attention-pool", "layer+attention-pool")  # variants whose maps can be made uniform
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "cpu-recipe"
 
@@ -50,17 +55,14 @@ def run(variant: str, seed: int, recipe: str) -> dict:
     out, ckpt = RESULTS / f"{name}.json", RUNS / f"{name}.pt"
     cmd = [sys.executable, "-m", "sacnn_helpers.train", "--recipe", recipe, "--seed", str(seed),
            "--device", "cpu", "--out", str(out), "--checkpoint", str(ckpt)]
-    if variant == "no-attention":
-        cmd.append("--no-attention")
-    elif variant == "trained-uniform":
-        cmd.append("--uniform-attention")
+    cmd += VARIANTS[variant]
     previous = json.loads(out.read_text()) if out.is_file() else {}
     sys.path.insert(0, str(ROOT))
     from sacnn_helpers import get_recipe
     current = get_recipe(recipe)
     same_run = (previous.get("epochs") == current.epochs
                 and all(previous.get("model_config", {}).get(k) == v for k, v in current.model_config.items()))
-    if previous.get("benchmark") and same_run and (variant != "attention" or "uniform_ablation" in previous):
+    if previous.get("benchmark") and same_run and (variant not in ABLATED or "uniform_ablation" in previous):
         return previous  # finished and measured with today's recipe: delete its JSON to train it again
     load_before = os.getloadavg()
     print(" ".join(cmd[1:]), flush=True)
@@ -76,20 +78,23 @@ def run(variant: str, seed: int, recipe: str) -> dict:
     else:  # a finished checkpoint without a record of its training: say so, and claim no load or date
         result["benchmark"] = dict(command=command, reused_checkpoint=True, load_average_before=None,
                                    load_average_after=None, cpu=cpu_model(), date_utc=None)
-    if variant == "attention" and "uniform_ablation" not in result:
+    if variant in ABLATED and "uniform_ablation" not in result:
         result["uniform_ablation"] = uniform_ablation(ckpt)
+        if variant == "layer+attention-pool":  # each part alone too
+            result["uniform_ablation_parts"] = {which: uniform_ablation(ckpt, which) for which in ("layers", "pools")}
     out.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-def uniform_ablation(checkpoint: Path) -> dict:
-    """Test accuracy (single view, all 10,000 images) with the trained maps and with uniform ones."""
+def uniform_ablation(checkpoint: Path, which: str = "all") -> dict:
+    """Test accuracy (single view, all 10,000 images) with the trained maps and with uniform ones (an attention
+    pool's uniform maps: average pooling); `which`: "all", "layers" or "pools"."""
     sys.path.insert(0, str(ROOT))
     import sacnn_helpers as sh
     model, meta = sh.load_model(checkpoint)
     test = sh.load_cifar10(train=False)
     images = sh.normalise(test.images, meta["mean"], meta["std"])
-    return sh.uniform_attention_accuracy(model, images, test.labels)
+    return sh.uniform_attention_accuracy(model, images, test.labels, which=which)
 
 
 def load_text(load: list[float] | None) -> str:
@@ -119,7 +124,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--recipe", default="cpu")
     p.add_argument("--variants", nargs="+", default=["attention", "no-attention"],
-                   choices=["attention", "no-attention", "trained-uniform"])
+                   choices=list(VARIANTS))
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows, per_variant = [], {}
@@ -127,10 +132,13 @@ def main() -> None:
         results = per_variant[variant] = [run(variant, seed, args.recipe) for seed in args.seeds]
         r0 = results[0]
         costs = [r["uniform_ablation"]["cost"] for r in results if "uniform_ablation" in r]
-        reports = [r["history"][-1].get("attention") for r in results]
-        peaks = [rep[0]["peak_ratio"][0] for rep in reports if rep]
-        qdep = [rep[0]["query_dependence"][0] for rep in reports if rep]
-        maps = f"{statistics.median(peaks):.2f} / {statistics.median(qdep):.3f}" if peaks else "–"
+        reports = [r["history"][-1].get("attention") or [] for r in results]
+        layer_rows = [[row for row in rep if row.get("kind") != "pool"] for rep in reports]
+        peaks = [rows_[0]["peak_ratio"][0] for rows_ in layer_rows if rows_]
+        qdep = [rows_[0]["query_dependence"][0] for rows_ in layer_rows if rows_]
+        pool_peaks = [statistics.median(row["peak_ratio"]) for rep in reports for row in rep if row.get("kind") == "pool"]
+        maps = " + ".join(([f"layer {statistics.median(peaks):.2f} / {statistics.median(qdep):.3f}"] if peaks else [])
+                          + ([f"pool {statistics.median(pool_peaks):.2f} (of 16 cells)"] if pool_peaks else [])) or "–"
         rows.append(f"| {variant} | {r0['parameters']:,} | {len(results)} ({', '.join(map(str, args.seeds))}) | "
                     f"{fmt([r['test_accuracy'] for r in results], 100, 2)} % | "
                     f"{interval(costs) if costs else '–'} | {maps} | "
@@ -141,17 +149,23 @@ def main() -> None:
     base = "no-attention" if "no-attention" in per_variant else None
     by_seed = {v: {r["seed"]: r["test_accuracy"] for r in rs} for v, rs in per_variant.items()}
     pairs = [(v, base) for v in per_variant if base and v != base]
-    if "attention" in per_variant and "trained-uniform" in per_variant:
-        pairs.append(("attention", "trained-uniform"))
+    pairs += [(a, b) for a, b in (("attention", "trained-uniform"), ("attention-pool", "avg-pool"),
+                                  ("layer+attention-pool", "attention"), ("layer+attention-pool", "avg-pool"))
+              if a in per_variant and b in per_variant]
     for a, b in pairs:
         diffs = [100 * (by_seed[a][s] - by_seed[b][s]) for s in args.seeds if s in by_seed[a] and s in by_seed[b]]
         paired.append(f"- {a} minus {b}, paired by seed ({len(diffs)} pairs): **{interval(diffs, sign=True)} points** "
                       f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
-    costs = [(r["seed"], r["uniform_ablation"]) for r in per_variant.get("attention", []) if "uniform_ablation" in r]
-    if costs:
-        paired.append("- uniform ablation of each attention run, test accuracy (single view) with its trained maps / with "
-                      "uniform maps: " + "; ".join(f"seed {s}: {100 * u['accuracy']:.2f} / {100 * u['uniform_accuracy']:.2f} %"
-                                                   for s, u in costs) + ".")
+    for variant in (v for v in per_variant if v in ABLATED):
+        costs = [(r["seed"], r["uniform_ablation"]) for r in per_variant[variant] if "uniform_ablation" in r]
+        if costs:
+            paired.append(f"- uniform ablation of each {variant} run, test accuracy (single view) with its trained maps / "
+                          "with uniform maps: " + "; ".join(f"seed {s}: {100 * u['accuracy']:.2f} / {100 * u['uniform_accuracy']:.2f} %"
+                                                            for s, u in costs) + ".")
+        parts = [r["uniform_ablation_parts"] for r in per_variant[variant] if "uniform_ablation_parts" in r]
+        for which in ("layers", "pools") if parts else ():
+            paired.append(f"- {variant}, only the {'layer' if which == 'layers' else 'pool'} made uniform: cost "
+                          f"{interval([p[which]['cost'] for p in parts])} points.")
     paired = "\n".join(paired)
     bench = r0["benchmark"]
     dates = [r["benchmark"]["date_utc"] for rs in per_variant.values() for r in rs if r["benchmark"]["date_utc"]]

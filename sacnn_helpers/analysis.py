@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .attention import attention_layers, collect_attention, uniform_attention
+from .attention import attention_layers, attention_pools, collect_attention, collect_pooling, uniform_attention
 from .runtime import model_device
 
 
@@ -110,12 +110,13 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> to
 
 
 def uniform_attention_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                               batch_size: int = 500) -> dict[str, float]:
+                               batch_size: int = 500, which: str = "all") -> dict[str, float]:
     """Accuracy of `model` on normalised `images` as trained, and with every attention layer attending
-    uniformly (`uniform_attention`); `cost` is the difference in points (positive: uniform is worse)."""
+    uniformly and every attention pool averaging (`uniform_attention`; `which`: "all", "layers" or "pools");
+    `cost` is the difference in points (positive: uniform is worse)."""
     labels = labels.cpu()
     trained = float((predict(model, images, batch_size).argmax(1) == labels).float().mean())
-    with uniform_attention(model):
+    with uniform_attention(model, which):
         uniform = float((predict(model, images, batch_size).argmax(1) == labels).float().mean())
     return dict(accuracy=trained, uniform_accuracy=uniform, cost=100 * (trained - uniform))
 
@@ -218,8 +219,9 @@ def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, A
     of its scores and `map_statistics` of its weights. What `fit` logs after every epoch ([] for a model
     without attention)."""
     layers = attention_layers(model)
-    if not layers:  # a model without attention has nothing to report
-        return []
+    pools = [pool_report(model, images)] if attention_pools(model) else []
+    if not layers:  # a model without attention layers has at most its pool to report
+        return pools
     scores: list[torch.Tensor] = []
 
     def keep_scores(layer, args, _out):  # recompute the layer's scores from its input (cheap at 8 x 8)
@@ -237,7 +239,27 @@ def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, A
     for row, s, w, (h, wd) in zip(rows, scores, weights, sizes):
         row["score_std"] = float(s.std(dim=-1).mean())  # spread of one query's scores, averaged
         row.update({name: values for name, values in map_statistics(w, h, wd).items()})
-    return rows
+    return rows + pools
+
+
+@torch.no_grad()
+def pool_report(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
+    """The `AttentionPool`'s row of `attention_report` (kind "pool"): the spread of its scores, its
+    largest |position bias|, and per head the median over images of the peak (x uniform) and the mean
+    entropy ratio of its maps (one map per image and head)."""
+    pool = attention_pools(model)[0]
+    scores: list[torch.Tensor] = []
+    hook = pool.register_forward_hook(lambda m, args, _out: scores.append(m.scores(args[0]).float().cpu()))
+    try:
+        _, weights, _ = collect_pooling(model, images)  # B x heads x HW
+    finally:
+        hook.remove()
+    n = weights.shape[-1]
+    entropy = -(weights * torch.log(weights.clamp_min(1e-30))).sum(-1) / math.log(n)
+    return dict(kind="pool", score_std=float(scores[0].std(dim=-1).mean()),
+                position_bias_max=float(pool.position_table.detach().abs().max()),
+                peak_ratio=(weights.amax(-1) * n).median(dim=0).values.tolist(),
+                entropy_ratio=entropy.mean(0).tolist())
 
 
 def t_quantile_975(df: int) -> float:

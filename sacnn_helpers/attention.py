@@ -279,6 +279,76 @@ class SelfAttention(nn.Module):
         return (out, weights) if return_attention else out
 
 
+class AttentionPool(nn.Module):
+    """Attention pooling: one query per image and head looks over the H*W pixels of the last map, and the
+    weighted sum of the pixels replaces the head's global pooling (B x C x H x W -> B x C).
+
+    The query comes from the image's mean pixel (CLIP's ResNet `AttentionPool2d`, Radford et al. 2021), so
+    *where* to look can depend on *what* is in the image; the keys are the pixels. Scores are
+    q·k / sqrt(d_k) plus a learned bias per head and map cell (an absolute position term: "look near the
+    middle"). Each head pools its own C/heads channels, with no value projection, so uniform weights give
+    **exactly average pooling**: the ablation of this layer is the network with average pooling.
+
+    Args:
+        channels: C, the channels of the map (and of the pooled vector).
+        heads: independent maps; `channels` and `qk_channels` must divide by it.
+        size: (H, W) of the map, for the position table.
+        qk_channels: channels of the query/key projections (default C).
+        uniform: always average (the trained-uniform control; query/key/position frozen).
+
+    `forward(x, return_attention=True)` also returns the weights, B x heads x HW (each row sums to 1,
+    entry y*W + x = map cell (y, x)).
+    """
+
+    def __init__(self, channels: int, heads: int = 8, size: tuple[int, int] = (4, 4),
+                 qk_channels: int | None = None, uniform: bool = False) -> None:
+        super().__init__()
+        qk_channels = channels if qk_channels is None else qk_channels
+        for name, value in (("channels", channels), ("qk_channels", qk_channels)):
+            if heads < 1 or value % heads:
+                raise ValueError(f"{name}={value} must be divisible by heads={heads} (heads >= 1)")
+        self.channels, self.heads, self.qk_channels = channels, heads, qk_channels
+        self.size = (int(size[0]), int(size[1]))
+        self.query = nn.Linear(channels, qk_channels)
+        self.key = nn.Conv2d(channels, qk_channels, kernel_size=1)
+        self.position_table = nn.Parameter(torch.zeros(heads, self.size[0] * self.size[1]))
+        self.uniform = uniform
+        self._uniform = uniform  # set by `uniform_attention`
+        self._captured: list[torch.Tensor] | None = None  # set by `capture_pooling`
+        if uniform:
+            for p in [*self.query.parameters(), *self.key.parameters(), self.position_table]:
+                p.requires_grad_(False)
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, heads={self.heads}, qk_channels={self.qk_channels}, size={self.size}"
+                + (", uniform=True" if self.uniform else ""))
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """B x heads x HW scores of the mean-pixel query against every pixel, position bias included."""
+        b, _, h, w = x.shape
+        d = self.qk_channels // self.heads
+        q = self.query(x.mean(dim=(2, 3))).view(b, self.heads, 1, d)
+        k = self.key(x).reshape(b, self.heads, d, h * w)
+        return (attention_scores(q, k.transpose(-2, -1)) + self.position_table[:, None]).squeeze(-2)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.channels or tuple(x.shape[-2:]) != self.size:
+            raise ValueError(f"AttentionPool expects B x {self.channels} x {self.size[0]} x {self.size[1]} maps, "
+                             f"got shape {tuple(x.shape)}; build it with channels and size of the map it pools")
+        b, c, h, w = x.shape
+        values = x.reshape(b, self.heads, c // self.heads, h * w)  # each head pools its own channels
+        if self._uniform:  # average pooling, computed as such
+            weights = torch.full((b, self.heads, h * w), 1.0 / (h * w), device=x.device)
+            pooled = x.mean(dim=(2, 3))
+        else:
+            weights = attention_weights(self.scores(x))  # float32 softmax over the pixels
+            pooled = (values * weights.to(values.dtype)[:, :, None]).sum(-1).reshape(b, c)
+        if self._captured is not None:
+            self._captured.append(weights.detach())
+        return (pooled, weights) if return_attention else pooled
+
+
 def attention_layers(model: nn.Module) -> list[SelfAttention]:
     """Every `SelfAttention` in `model`, in the order `model.modules()` lists them."""
     return [m for m in model.modules() if isinstance(m, SelfAttention)]
@@ -291,14 +361,19 @@ def attention_gammas(model: nn.Module) -> dict[str, float]:
             if m in layers and m.gamma is not None}
 
 
+def attention_pools(model: nn.Module) -> list[AttentionPool]:
+    """Every `AttentionPool` in `model`, in the order `model.modules()` lists them."""
+    return [m for m in model.modules() if isinstance(m, AttentionPool)]
+
+
 def score_parameters(model: nn.Module) -> tuple[set[nn.Parameter], set[nn.Parameter]]:
-    """(query/key projection parameters, temperature and position tables) of every attention layer: the
-    parameters that shape the scores, which the recipes train at their own learning rate. The second set is
-    never weight-decayed."""
+    """(query/key projection parameters, temperature and position tables) of every attention layer and
+    attention pool: the parameters that shape the scores, which the recipes train at their own learning
+    rate. The second set is never weight-decayed."""
     qk, tables = set(), set()
-    for layer in attention_layers(model):
+    for layer in [*attention_layers(model), *attention_pools(model)]:
         qk.update([*layer.query.parameters(), *layer.key.parameters()])
-        tables.update(p for p in (layer.log_temperature, layer.position_table) if p is not None)
+        tables.update(p for p in (getattr(layer, "log_temperature", None), layer.position_table) if p is not None)
     return qk, tables
 
 
@@ -324,14 +399,18 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 @contextmanager
-def uniform_attention(model: nn.Module) -> Iterator[nn.Module]:
+def uniform_attention(model: nn.Module, which: str = "all") -> Iterator[nn.Module]:
     """Inside the block every `SelfAttention` of `model` attends uniformly: each weight is exactly 1/HW
-    (scores, temperature and position bias ignored), so each pixel's context is the mean of all values.
+    (scores, temperature and position bias ignored), so each pixel's context is the mean of all values;
+    and every `AttentionPool` averages (average pooling).
 
     The ablation "what if this layer only averaged?": compare accuracy inside and outside the block.
+    `which`: "all", "layers" (the `SelfAttention` layers only) or "pools" (the `AttentionPool`s only).
     Weights, gammas and everything else are left as they were, and restored flags on exit.
     """
-    layers = attention_layers(model)
+    if which not in ("all", "layers", "pools"):
+        raise ValueError(f"which must be 'all', 'layers' or 'pools', got {which!r}")
+    layers = ([*attention_layers(model)] if which != "pools" else []) + (attention_pools(model) if which != "layers" else [])
     before = [layer._uniform for layer in layers]
     for layer in layers:
         layer._uniform = True
@@ -377,6 +456,27 @@ def collect_attention(model: nn.Module, images: torch.Tensor
         for module, training in modes.items():
             module.training = training
     return logits, [w.cpu() for w in weights], sizes
+
+
+def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Run `model` (eval mode, no gradients) on `images` and keep its `AttentionPool`'s weights:
+    (logits, weights B x heads x HW on the CPU, the pooled map's (H, W)). Where the network looks for the
+    class: one map per image and head."""
+    pools = attention_pools(model)
+    if not pools:
+        raise ValueError(f"{type(model).__name__} has no AttentionPool; build one with pool='attention'")
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    captured: list[torch.Tensor] = []
+    pools[0]._captured = captured
+    try:
+        with torch.no_grad():
+            logits = model(images.to(model_device(model)))
+    finally:
+        pools[0]._captured = None
+        for module, training in modes.items():
+            module.training = training
+    return logits, captured[0].cpu(), pools[0].size
 
 
 # --- comparisons the notebooks draw -------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from .analysis import attention_report
-from .attention import SelfAttention
+from .attention import AttentionPool, SelfAttention
 from .runtime import symmetric_eigh
 
 
@@ -115,7 +115,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
     with three stages. A `SelfAttention` layer (residual) follows every stage listed in `attention_at`
     (1-based): after stage 2 it attends over 8 x 8 = 64 pixel tokens, a 64 x 64 weight matrix per image
     and head instead of the 1,024 x 1,024 of attention at full resolution. The head max-pools each channel over the whole map
-    and applies one small Linear layer (no 128*32*32 Linear).
+    (or averages it, or attends over it: `pool`) and applies one small Linear layer (no 128*32*32 Linear).
 
     Args:
         num_classes: output classes.
@@ -132,6 +132,9 @@ class AttentionCNN(ReportsAttention, nn.Module):
             mixes that stage's pixels.
         uniform_attention: train and run every attention layer with its maps fixed to uniform (the control
             that asks whether *where* the layer looks matters; `SelfAttention(uniform=True)`).
+        pool: how the head pools each channel over the last map: "max" (the default), "avg", or
+            "attention" (an `AttentionPool` with `pool_heads` heads: a query from the image's mean pixel
+            looks over the map; uniform weights would be exactly "avg").
     """
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (32, 64, 128),
@@ -139,8 +142,10 @@ class AttentionCNN(ReportsAttention, nn.Module):
                  qk_channels: int | None = None, in_channels: int = 3, image_size: int = 32,
                  gamma_init: float = 0.0, qk_norm: bool = False, temperature_init: float = 10.0,
                  position: str | None = None, whiten: bool = False, replace_conv: bool = False,
-                 uniform_attention: bool = False) -> None:
+                 uniform_attention: bool = False, pool: str = "max", pool_heads: int = 8) -> None:
         super().__init__()
+        if pool not in ("max", "avg", "attention"):
+            raise ValueError(f"pool must be 'max', 'avg' or 'attention', got {pool!r}")
         widths, attention_at = [int(w) for w in widths], [int(a) for a in attention_at]
         bad = [a for a in attention_at if not 1 <= a <= len(widths)]
         if bad:
@@ -150,7 +155,8 @@ class AttentionCNN(ReportsAttention, nn.Module):
                            attention_at=attention_at, heads=heads, qk_channels=qk_channels,
                            in_channels=in_channels, image_size=image_size, gamma_init=gamma_init,
                            qk_norm=qk_norm, temperature_init=temperature_init, position=position,
-                           whiten=whiten, replace_conv=replace_conv, uniform_attention=uniform_attention)
+                           whiten=whiten, replace_conv=replace_conv, uniform_attention=uniform_attention,
+                           pool=pool, pool_heads=pool_heads)
         layers: list[nn.Module] = []
         c_in, side = in_channels, image_size
         if whiten:
@@ -174,6 +180,8 @@ class AttentionCNN(ReportsAttention, nn.Module):
             c_in = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)
+        # built last, so a seed gives every other layer the same weights whatever the pooling
+        self.pool = AttentionPool(c_in, heads=pool_heads, size=(side, side)) if pool == "attention" else None
 
     def fit_to_data(self, images: torch.Tensor) -> None:
         """Set the frozen whitening layer (if any) from normalised training images; `fit` calls this once."""
@@ -183,7 +191,9 @@ class AttentionCNN(ReportsAttention, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
-        return self.head(torch.amax(x, dim=(2, 3)))
+        if self.pool is not None:
+            return self.head(self.pool(x))
+        return self.head(torch.mean(x, dim=(2, 3)) if self.config["pool"] == "avg" else torch.amax(x, dim=(2, 3)))
 
 
 class LongRangeCNN(ReportsAttention, nn.Module):

@@ -25,7 +25,8 @@ from .training import fit
 
 # flags that change the model: flag name -> model_config key
 MODEL_FLAGS = {"heads": "heads", "attention_at": "attention_at", "gamma_init": "gamma_init",
-               "qk_norm": "qk_norm", "position": "position", "uniform_attention": "uniform_attention"}
+               "qk_norm": "qk_norm", "position": "position", "uniform_attention": "uniform_attention",
+               "pool": "pool", "pool_heads": "pool_heads"}
 # flags that change the recipe: flag name -> Recipe field
 RECIPE_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "amp": "amp", "compile": "compile",
                 "deterministic": "deterministic", "qk_weight_decay": "qk_weight_decay",
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--uniform-attention", action="store_true", default=None,
                    help="train with every attention map fixed to uniform (the control: does where it looks matter?)")
 
+    a.add_argument("--pool", choices=["max", "avg", "attention"], default=None,
+                   help="AttentionCNN: how the head pools the last map (attention: an AttentionPool)")
+    a.add_argument("--pool-heads", type=int, default=None, help="heads of the AttentionPool (default 8)")
+
     t = p.add_argument_group("training (default: the recipe's)")
     t.add_argument("--epochs", type=int, default=None, help="number of epochs")
     t.add_argument("--batch-size", type=int, default=None, help="global batch size")
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --dataset {args.dataset!r}; known: {', '.join(sorted(DATASETS))}")
     if args.model is not None and args.model not in MODELS:
         parser.error(f"unknown --model {args.model!r}; known: {', '.join(sorted(MODELS))}")
-    for flag in ("epochs", "batch_size", "heads"):
+    for flag in ("epochs", "batch_size", "heads", "pool_heads"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
