@@ -1,12 +1,13 @@
 """Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place."""
-# attention: notebooks 01-05 (the steps, the layer, relative position)
-from .attention import (AttentionMemoryError, SelfAttention, attention_bytes, attention_gammas, attention_layers,
+# attention: notebooks 01-05 (the steps, the layer, relative position) and 10 (attention pooling)
+from .attention import (AttentionMemoryError, AttentionPool, SelfAttention, attention_bytes, attention_gammas,
+                        attention_layers, attention_pools, collect_pooling,
                         attention_map, attention_memory_table, attention_scores, attention_weights, capture_attention,
                         channel_attention_scores, collect_attention, example_feature_map, example_qkv,
                         flash_attention_bytes, from_tokens, pixel_index, relative_position_index,
                         scaled_dot_product_attention, to_tokens, uniform_attention)
 # analysis: what a map says, and whether it matters (notebook 08)
-from .analysis import (attention_report, entropy_ratio, forward_flops, map_statistics, mean_attention_distance,
+from .analysis import (attention_report, attention_snapshot, entropy_ratio, forward_flops, map_statistics, mean_attention_distance,
                        occlusion_check, peak_ratio, predict, query_dependence, uniform_attention_accuracy,
                        uniform_attention_distance)
 # saliency: attention against gradient explanations, deletion and insertion (notebook 08)
@@ -25,7 +26,7 @@ from .runtime import get_device, is_smoke_run, seed_everything
 from .training import evaluate, fit, train_one_epoch
 # visualisation: notebooks 00-02, 06 (draw_network) and 08
 from .visualisation import (UNIFORM_LABEL, AttentionExplorer, draw_network, map_cell, map_pixel, network_layers,
-                            overlay, plot_attention_grid, plot_query, shared_scale, show_heatmaps, show_images,
+                            overlay, plot_attention_grid, plot_pool_maps, plot_query, shared_scale, show_heatmaps, show_images,
                             to_display, upsample_map, weight_range)
 from .exercises import check
 

@@ -262,6 +262,21 @@ def pool_report(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
                 entropy_ratio=entropy.mean(0).tolist())
 
 
+@torch.no_grad()
+def attention_snapshot(model: nn.Module, images: torch.Tensor, epoch: int) -> dict[str, Any]:
+    """The maps of a few fixed, already-normalised `images` at one moment of training, small enough to keep
+    one per epoch in a checkpoint (float16 on the CPU): `epoch`, `layers` (per `SelfAttention`: N x heads x
+    HW x HW), their map `sizes`, `pool` (an `AttentionPool`'s N x heads x HW, or None) and `predicted` (N
+    class indices). What `fit` stores in `replay` for `AttentionExplorer`'s epoch slider."""
+    if attention_layers(model):
+        logits, weights, sizes = collect_attention(model, images)
+    else:
+        logits, weights, sizes = predict(model, images), [], []
+    pool = collect_pooling(model, images)[1].half() if attention_pools(model) else None
+    return dict(epoch=int(epoch), layers=[w.half() for w in weights], sizes=[list(hw) for hw in sizes], pool=pool,
+                predicted=logits.argmax(1).tolist())
+
+
 def t_quantile_975(df: int) -> float:
     """The 97.5 % quantile of Student's t with `df` degrees of freedom (what a 95 % interval uses): exact
     table values up to 10, then the Cornish-Fisher expansion around the normal's 1.96 (error < 2e-4)."""

@@ -317,3 +317,30 @@ def _shallow_max_pool_solves_it() -> bool:
 @exercise("09.4")
 def _layers_to_connect_30_pixels() -> tuple[int, int]:
     return 30, 1
+
+
+# --- notebook 10 ---
+@exercise("10.1")
+def _pool_weights_and_channels_per_head() -> tuple[int, int]:
+    from .attention import AttentionPool
+    pool = AttentionPool(128, heads=8, size=(4, 4))
+    return pool.heads * pool.size[0] * pool.size[1], pool.channels // pool.heads
+
+
+@exercise("10.2")
+def _pool_parameters() -> int:
+    from .attention import AttentionPool
+    return sum(p.numel() for p in AttentionPool(128, heads=8, size=(4, 4)).parameters())
+
+
+@exercise("10.3")
+def _pool_by_hand(x, pool):
+    with torch.no_grad():
+        return pool(x)
+
+
+@exercise("10.4")
+def _sharp_self_scored_pooling_is() -> str:
+    # one head per channel, scores = t * the channel's own value: softmax(t * v) -> one-hot at the largest v
+    # as t grows, so the weighted sum tends to the channel's maximum
+    return "max"

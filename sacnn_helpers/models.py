@@ -10,17 +10,23 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .analysis import attention_report
+from .analysis import attention_report, attention_snapshot
 from .attention import AttentionPool, SelfAttention
 from .runtime import symmetric_eigh
 
 
 class ReportsAttention:
     """What `fit` logs after every epoch for a model with attention layers: `attention_report` (the
-    parameters and map statistics of each layer on a few probe images; [] without attention)."""
+    parameters and map statistics of each layer on a few probe images; [] without attention), and the maps
+    of a few fixed test images (`epoch_snapshot`)."""
 
     def epoch_report(self, probe: torch.Tensor) -> list[dict[str, Any]]:
         return attention_report(self, probe)
+
+    def epoch_snapshot(self, images: torch.Tensor, epoch: int) -> dict[str, Any]:
+        """The maps of a few fixed test images after `epoch` epochs (`attention_snapshot`): `fit` keeps one
+        per epoch, from 0 (untrained), for the explorer's epoch slider."""
+        return attention_snapshot(self, images, epoch)
 
 
 class CNNWithSelfAttention(ReportsAttention, nn.Module):

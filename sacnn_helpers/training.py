@@ -23,6 +23,7 @@ from .data import ImageSet, draw_augmentation, normalise, shift_and_flip
 from .recipes import Recipe
 from .speedrun import fit_airbench94
 
+REPLAY_IMAGES = 6  # test images whose maps `fit` keeps after every epoch (the explorer's epoch slider)
 COMPILE_BACKEND = "inductor"  # torch.compile's backend for recipes with compile=True (tests use "eager")
 
 
@@ -193,7 +194,9 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     What it adds to `train_one_epoch`: the learning-rate schedule over all epochs; validation and a
     history entry after every epoch (losses, accuracies, seconds, images/s, attention `gamma`s, and the
     model's own `epoch_report` when it has one: the attention statistics of `AttentionCNN`); the test set
-    scored once, at the end; with `checkpoint`, a save after every epoch, so an interrupted run resumes
+    scored once, at the end; the maps of the first `REPLAY_IMAGES` test images after every epoch, from the
+    untrained model on (`replay` in the checkpoint, for the explorer's epoch slider); with `checkpoint`, a
+    save after every epoch, so an interrupted run resumes
     from its last epoch and a finished one is reused (unless `force=True`); and, under torchrun,
     DistributedDataParallel with the same global batch, schedule and seed as a single process (process 0
     alone shows progress and writes the checkpoint). A model with a `fit_to_data(images)` method (a
@@ -236,6 +239,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
                    mean=torch.tensor(train.mean, device=device).view(-1, 1, 1),
                    std=torch.tensor(train.std, device=device).view(-1, 1, 1))
     probe = normalise((val if len(val) else train).images[:256].to(device), train.mean, train.std)
+    replay = _replay(model, test, train, device, blob)
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     save, start = partial(_save, checkpoint, model, identity, optimizer, train), len(history)
     for epoch in range(start, int(recipe.epochs)):
@@ -247,17 +251,33 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
                    seconds=time.perf_counter() - t0, gammas=attention_gammas(model))
         if runtime.rank() == 0 and hasattr(model, "epoch_report"):
             row["attention"] = model.epoch_report(probe)
+        if replay is not None:
+            replay["snapshots"].append(model.epoch_snapshot(replay["inputs"], epoch + 1))
         _say(progress, _epoch_line(row, recipe.epochs))
         history.append(row)
-        save(history, finished=False)
+        save(history, finished=False, replay=replay)
     test_loss, test_acc = evaluate(model, test.images, test.labels, train.mean, train.std,
                                    flip=recipe.flip_test, amp=amp)
     result = _result(model, data, recipe, device, amp, seed, test_loss, test_acc, history, start)
-    save(history, finished=True, result=result)
+    save(history, finished=True, result=result, replay=replay)
     _say(progress, f"test accuracy {test_acc:.4f} after {recipe.epochs} epochs, "
                    f"{result['train_seconds']:.0f} s of training")
     model.eval()
     return result
+
+
+def _replay(model: nn.Module, test: ImageSet, train: ImageSet, device: torch.device,
+            blob: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The maps of the first `REPLAY_IMAGES` test images, one snapshot per epoch from 0 (the untrained model),
+    continued from a resumed checkpoint; None for a model without `epoch_snapshot`, off process 0, or
+    without test images. `inputs` (the normalised images) is not saved."""
+    n = min(REPLAY_IMAGES, len(test))
+    if not hasattr(model, "epoch_snapshot") or runtime.rank() != 0 or n == 0:
+        return None
+    inputs = normalise(test.images[:n].to(device), train.mean, train.std)
+    if blob is not None:  # resumed: continue its replay (a checkpoint saved without one gets none)
+        return dict(blob["meta"]["replay"], inputs=inputs) if "replay" in blob["meta"] else None
+    return dict(split="test", images=list(range(n)), inputs=inputs, snapshots=[model.epoch_snapshot(inputs, 0)])
 
 
 def _say(progress: bool, text: str) -> None:
@@ -287,10 +307,12 @@ def _step_models(model: nn.Module, device: torch.device, recipe: Recipe) -> tupl
 
 def _save(checkpoint: str | os.PathLike | None, model: nn.Module, identity: dict[str, Any],
           optimizer: torch.optim.Optimizer | None, train: ImageSet, history: list[dict[str, Any]], finished: bool,
-          result: dict[str, Any] | None = None) -> None:
+          result: dict[str, Any] | None = None, replay: dict[str, Any] | None = None) -> None:
     """Write the checkpoint (process 0), then let no process run ahead of it."""
     if checkpoint is not None and runtime.rank() == 0:
         extra = {} if result is None else dict(result=result)
+        if replay is not None:
+            extra["replay"] = {k: v for k, v in replay.items() if k != "inputs"}
         mean, std = (result["mean"], result["std"]) if result else (train.mean, train.std)  # what the model saw
         save_checkpoint(checkpoint, model, identity=identity, epoch=len(history), history=history,
                         optimizer=None if optimizer is None else optimizer.state_dict(), finished=finished,

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .attention import SelfAttention, attention_map, collect_attention
+from .attention import SelfAttention, attention_layers, attention_map, attention_pools, collect_attention, collect_pooling
 from .runtime import model_device
 
 if TYPE_CHECKING:
@@ -242,6 +242,34 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
     return fig
 
 
+def plot_pool_maps(images: torch.Tensor, weights: torch.Tensor, map_size: tuple[int, int],
+                   titles: Sequence[str] | None = None, vmax: float | None = None) -> Figure:
+    """Where an `AttentionPool` looks for the class: one row per image, the image and then each head's map
+    laid over it, every map on one colour scale in x uniform (`shared_scale` of the maps shown unless
+    `vmax`), with a colour bar.
+
+    images: N x C x H x W (uint8 or 0..1 floats), for showing; weights: N x heads x HW (`collect_pooling`),
+    entry y*W + x = map cell (y, x); map_size: the pooled map's (H, W)."""
+    n, heads = weights.shape[:2]
+    vmax = shared_scale(weights) if vmax is None else vmax
+    fig, axes = plt.subplots(n, heads + 1, figsize=(1.25 * (heads + 1) + 0.9, 1.3 * n + 0.3), squeeze=False)
+    for i in range(n):
+        img = to_display(images[i])
+        axes[i, 0].imshow(img)
+        if titles is not None:
+            axes[i, 0].set_title(titles[i], fontsize=8)
+        for h in range(heads):
+            axes[i, h + 1].imshow(overlay(img, weights[i, h].reshape(map_size), vmax))
+            if i == 0:
+                axes[i, h + 1].set_title(f"head {h}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bar = plt.cm.ScalarMappable(norm=plt.Normalize(0, vmax), cmap="inferno")
+    fig.colorbar(bar, ax=axes, shrink=0.7, label=UNIFORM_LABEL)
+    return fig
+
+
 def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> None:
     """Label an image axis in attention-map cells (every `step`-th cell), for a map of `cells` cells over
     `pixels` image pixels."""
@@ -276,18 +304,28 @@ class AttentionExplorer:
     renders the figure to PNG and hands the bytes to an `ipywidgets.Image`; clicks arrive through
     `ipyevents`. `status` says what is shown, e.g. "image 3, pixel (y=2, x=5), head 0, layer 0".
 
+    **Watching attention learn**: `replays` ({name: the checkpoint's `meta["replay"]`}, which `fit` writes)
+    adds an epoch slider, from 0 (the untrained network) to the last epoch: for the images `fit` kept (the
+    first few test images, so pass the test images from index 0 on) the maps and predictions come from that
+    epoch's snapshot; other images, and networks without a replay, show the trained network and say so.
+
+    A network with an `AttentionPool` head shows the pool as its last "layer": one map per image and head,
+    the same whatever the query pixel (there is one query, the image's mean pixel).
+
     Args:
-        models: a network with at least one `SelfAttention` layer, or {name: network} to compare several
-            (the first one's layers set the sliders' ranges).
+        models: a network with at least one `SelfAttention` layer or an `AttentionPool`, or {name: network}
+            to compare several (the first one's layers set the sliders' ranges).
         images: N x C x H x W images as the models take them.
         display_images: the same images for showing (uint8 or 0..1 floats); defaults to `images`.
         labels: N true classes (ints) or None; class_names: names for the classes.
         vmax: top of the colour scale in x uniform for every view, or None (each view's own, see above).
+        replays: {name: meta["replay"]} of networks trained by `fit`, for the epoch slider.
     """
 
     def __init__(self, models: nn.Module | dict[str, nn.Module], images: torch.Tensor,
                  display_images: torch.Tensor | None = None, labels: Sequence[int] | torch.Tensor | None = None,
-                 class_names: Sequence[str] | None = None, vmax: float | None = None) -> None:
+                 class_names: Sequence[str] | None = None, vmax: float | None = None,
+                 replays: dict[str, dict] | None = None) -> None:
         if len(images) == 0:
             raise ValueError(f"AttentionExplorer needs at least one image, got an empty batch of shape "
                              f"{tuple(images.shape)}; pass N x C x H x W images with N >= 1")
@@ -304,6 +342,13 @@ class AttentionExplorer:
         self.labels = None if labels is None else [int(v) for v in labels]
         self.class_names = list(class_names) if class_names is not None else None
         self._cache: dict[tuple[str, int], tuple[int, list[torch.Tensor], list[tuple[int, int]]]] = {}
+        self.replays = dict(replays or {})
+        unknown = [name for name in self.replays if name not in self.models]
+        if unknown:
+            raise ValueError(f"replays names {unknown}, which are not among the networks {self.names}; "
+                             f"key each replay by its network's name")
+        epochs = sorted({s["epoch"] for r in self.replays.values() for s in r["snapshots"]})
+        self.epochs = epochs  # [] without replays
         _, weights, self.sizes = self.attention(0)
         per_network = [self.attention(0, name)[1] for name in self.names]
         self.heads = [max(w[layer].shape[0] for w in per_network if layer < len(w)) for layer in range(len(weights))]
@@ -325,19 +370,48 @@ class AttentionExplorer:
         if not 0 <= index < len(self.images):
             raise ValueError(f"image index {index} is outside 0..{len(self.images) - 1}")
         if (name, index) not in self._cache:
-            logits, weights, sizes = collect_attention(self.models[name], self.images[index:index + 1])
+            model, x = self.models[name], self.images[index:index + 1]
+            if attention_layers(model) or not attention_pools(model):  # (no attention at all: collect_attention says so)
+                logits, weights, sizes = collect_attention(model, x)
+            else:
+                logits, weights, sizes = None, [], []
+            if attention_pools(model):  # the pool's one map per head, as the row of every query
+                logits, pool, size = collect_pooling(model, x)
+                weights, sizes = [*weights, _pool_rows(pool)], [*sizes, size]
             self._cache[(name, index)] = (int(logits.argmax(1)[0]), [w[0] for w in weights], sizes)
         return self._cache[(name, index)]
+
+    def is_pool(self, name: str, layer: int) -> bool:
+        """Whether `layer` of network `name` is its `AttentionPool` (shown after its attention layers)."""
+        return bool(attention_pools(self.models[name])) and layer >= len(attention_layers(self.models[name]))
+
+    def snapshot(self, index: int, name: str, epoch: int | None) -> tuple[int, list[torch.Tensor], list[tuple[int, int]]] | None:
+        """(predicted class, per-layer heads x HW x HW weights, map sizes) of image `index` after `epoch`
+        epochs, from network `name`'s replay; None when it kept no such snapshot (then the trained network
+        is shown)."""
+        replay = self.replays.get(name)
+        if epoch is None or replay is None or index >= len(replay["images"]):
+            return None
+        for snap in replay["snapshots"]:
+            if snap["epoch"] == epoch:
+                weights, sizes = [w[index].float() for w in snap["layers"]], [tuple(hw) for hw in snap["sizes"]]
+                if snap.get("pool") is not None:
+                    weights.append(_pool_rows(snap["pool"][index:index + 1].float())[0])
+                    sizes.append(attention_pools(self.models[name])[0].size)
+                return int(snap["predicted"][index]), weights, sizes
+        return None
 
     def _name(self, cls: int) -> str:
         return self.class_names[cls] if self.class_names else str(cls)
 
     def query_map(self, index: int, y: int, x: int, head: int = 0, layer: int = 0, name: str | None = None,
-                  all_queries: bool = False) -> torch.Tensor:
+                  all_queries: bool = False, epoch: int | None = None) -> torch.Tensor:
         """The H x W map shown: row y*W + x of that image/layer/head's weights, or with `all_queries` the
         mean over queries of the weight each key pixel receives. (y, x) is in the first network's map cells
-        and is scaled to another network's map when its layer attends at another size."""
-        _, weights, sizes = self.attention(index, name)
+        and is scaled to another network's map when its layer attends at another size. `epoch`: from the
+        replay (see `snapshot`)."""
+        name = self.names[0] if name is None else name
+        _, weights, sizes = self.snapshot(index, name, epoch) or self.attention(index, name)
         layer = min(layer, len(sizes) - 1)
         w = weights[layer][min(head, weights[layer].shape[0] - 1)]
         (h, wd), (h0, w0) = sizes[layer], self.sizes[min(layer, len(self.sizes) - 1)]
@@ -368,15 +442,17 @@ class AttentionExplorer:
         return None
 
     def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0,
-               all_queries: bool = False) -> bytes:
+               all_queries: bool = False, epoch: int | None = None) -> bytes:
         """Show image `index`, query map pixel (y, x) (or where all queries look), `head` of attention layer
-        `layer`, for every network; returns the PNG."""
+        `layer`, for every network, after `epoch` epochs (None: the trained networks); returns the PNG."""
+        if epoch is not None and epoch not in self.epochs:
+            raise ValueError(f"epoch {epoch} has no snapshot; the replays hold epochs {self.epochs}")
         _, weights, sizes = self.attention(index)
         if not 0 <= layer < len(sizes):
             raise ValueError(f"layer {layer} is outside 0..{len(sizes) - 1}")
         if not 0 <= head < self.heads[layer]:
             raise ValueError(f"head {head} is outside 0..{self.heads[layer] - 1}")
-        maps = [self.query_map(index, y, x, head, layer, name, all_queries) for name in self.names]
+        maps = [self.query_map(index, y, x, head, layer, name, all_queries, epoch) for name in self.names]
         self.vmax = (shared_scale([m.reshape(-1) for m in maps]) if self.fixed_vmax is None else self.fixed_vmax)
         img = to_display(self.display_images[index])
         if self._artists is None:  # first call: create the artists once
@@ -398,7 +474,8 @@ class AttentionExplorer:
             self.figure.colorbar(self._artists[0]["map"], cax=bar_axes).set_label(UNIFORM_LABEL, fontsize=8)
         truth = f"true {self._name(self.labels[index])}, " if self.labels is not None else ""
         for row, name in enumerate(self.names):
-            pred, row_weights, sizes = self.attention(index, name)
+            snap = self.snapshot(index, name, epoch)
+            pred, row_weights, sizes = snap or self.attention(index, name)
             row_layer = min(layer, len(sizes) - 1)  # a network with fewer layers or heads shows its last one
             row_head = min(head, row_weights[row_layer].shape[0] - 1)
             map_size = sizes[row_layer]
@@ -416,24 +493,36 @@ class AttentionExplorer:
             ax_map.set_yticks(range(0, map_size[0], 2))
             a["map"].set_clim(0, self.vmax)  # the colour bar follows
             top, left, h, w = map_cell(qy, qx, map_size, img.shape[:2])
+            pooled = self.is_pool(name, row_layer)  # one query, the mean pixel: no query cell to mark
             for key in ("box_img", "box_over"):
                 a[key].set_xy((left - 0.5, top - 0.5))
                 a[key].set_width(w)
                 a[key].set_height(h)
-                a[key].set_visible(not all_queries)
+                a[key].set_visible(not all_queries and not pooled)
             a["box_map"].set_xy((qx - 0.5, qy - 0.5))
-            a["box_map"].set_visible(not all_queries)
+            a["box_map"].set_visible(not all_queries and not pooled)
             label = f"{name}: " if name else ""
-            ax_img.set_title(f"{label}image {index}\n{truth}predicted {self._name(pred)}", fontsize=9)
+            when = ("" if epoch is None else f"epoch {epoch}: " if snap else "trained (no replay): ")
+            ax_img.set_title(f"{label}image {index}\n{truth}{when}predicted {self._name(pred)}", fontsize=9)
             what = "all queries (mean)" if all_queries else f"query (y={qy}, x={qx}) = row {qy * map_size[1] + qx}"
+            if self.is_pool(name, row_layer):
+                what = "the pool's map (one per image)"
             ax_map.set_title(f"{map_size[0]}x{map_size[1]} map: {what}\n(layer {row_layer}, head {row_head})", fontsize=9)
             ax_over.set_title(f"overlay\n{weight_range(amap)}", fontsize=9)
-        self.state = dict(index=index, y=y, x=x, head=head, layer=layer, all_queries=all_queries)
+        self.state = dict(index=index, y=y, x=x, head=head, layer=layer, all_queries=all_queries, epoch=epoch)
         where = "where all queries look" if all_queries else f"pixel (y={y}, x={x})"
         self.status_text = f"image {index}, {where}, head {head}, layer {layer}"
+        if epoch is not None:
+            kept = all(self.snapshot(index, name, epoch) for name in self.names)
+            self.status_text += (f", epoch {epoch}" if kept else
+                                 f", epoch {epoch} (kept for images 0-{self._replayed() - 1} only: the trained "
+                                 f"network where none was kept)")
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=self.figure.dpi)  # `pick` reads clicks at this resolution
         return buf.getvalue()
+
+    def _replayed(self) -> int:
+        return min(len(r["images"]) for r in self.replays.values()) if self.replays else 0
 
     def widget(self) -> ipywidgets.VBox:
         """The sliders, the toggle, a status line and the picture as one ipywidgets box; a click on the
@@ -453,6 +542,9 @@ class AttentionExplorer:
         if len(self.sizes) > 1:
             sliders["layer"] = widgets.IntSlider(0, 0, len(self.sizes) - 1, description="layer", style=style,
                                                  layout=layout)
+        if self.epochs:  # watch attention learn: 0 = untrained
+            sliders["epoch"] = widgets.IntSlider(self.epochs[-1], self.epochs[0], self.epochs[-1],
+                                                 description="epoch", style=style, layout=layout)
         toggle = widgets.Checkbox(False, description="where all queries look", indent=False)
         picture = widgets.Image(format="png", layout=widgets.Layout(width="750px"))
         status = widgets.Label()
@@ -498,6 +590,11 @@ class AttentionExplorer:
         redraw()
         self.sliders, self.toggle, self.picture, self.status = sliders, toggle, picture, status
         return widgets.VBox([*sliders.values(), toggle, status, picture, errors])
+
+
+def _pool_rows(pool: torch.Tensor) -> torch.Tensor:
+    """B x heads x HW pool weights -> B x heads x HW x HW, the same row for every query pixel (a view)."""
+    return pool[:, :, None, :].expand(-1, -1, pool.shape[-1], -1)
 
 
 # --- a drawing of a network -----------------------------------------------------------------------

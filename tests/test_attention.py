@@ -4,6 +4,9 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+import sacnn_helpers as sh
 
 from sacnn_helpers import (AttentionMemoryError, CNNWithoutAttention, CNNWithSelfAttention, SelfAttention,
                            relative_position_index,
@@ -330,3 +333,70 @@ def test_uniform_attention_averages_exactly_and_restores_the_layer():
     torch.testing.assert_close(explicit, fast)
     torch.testing.assert_close(after, before)
     assert not torch.allclose(fast, before)
+
+
+# --- attention pooling --------------------------------------------------------------------------
+
+def test_attention_pool_is_sdpa_with_one_mean_pixel_query_per_head():
+    from sacnn_helpers.attention import AttentionPool
+    torch.manual_seed(0)
+    pool = AttentionPool(16, heads=4, size=(3, 5))
+    with torch.no_grad():
+        pool.position_table.normal_()
+    x = torch.randn(2, 16, 3, 5)
+    pooled, weights = pool(x, return_attention=True)
+    assert pooled.shape == (2, 16) and weights.shape == (2, 4, 15)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
+    # the reference: torch's SDPA, the query from the mean pixel, the bias as its mask, each head's own channels
+    q = pool.query(x.mean(dim=(2, 3))).view(2, 4, 1, 4)
+    k = pool.key(x).reshape(2, 4, 4, 15).transpose(-2, -1)
+    v = x.reshape(2, 4, 4, 15).transpose(-2, -1)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=pool.position_table[:, None, :])
+    torch.testing.assert_close(pooled, expected.reshape(2, 16), atol=1e-5, rtol=1e-5)
+
+
+def test_uniform_attention_pool_is_exactly_average_pooling():
+    torch.manual_seed(0)
+    net = sh.AttentionCNN(pool="attention", **sh.recipes.RECOMMENDED_ATTENTION).eval()
+    avg = sh.AttentionCNN(pool="avg", **sh.recipes.RECOMMENDED_ATTENTION).eval()
+    avg.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("pool.")})
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        for p in net.pool.parameters():  # sharp maps, so that "uniform" is a real change
+            p.normal_()
+        trained = net(x)
+        with sh.uniform_attention(net, "pools"):
+            assert torch.equal(net(x), avg(x))
+        with sh.uniform_attention(net, "layers"):  # the layer alone: the pool still attends
+            assert not torch.allclose(net(x), avg(x))
+        assert torch.equal(net(x), trained)  # flags restored
+
+
+def test_the_pools_parameters_shape_scores_and_a_seed_builds_the_rest_alike():
+    from sacnn_helpers.attention import score_parameters
+    torch.manual_seed(0)
+    net = sh.AttentionCNN(pool="attention")
+    torch.manual_seed(0)
+    plain = sh.AttentionCNN()
+    qk, tables = score_parameters(net)
+    assert net.pool.position_table in tables and net.pool.query.weight in qk and net.pool.key.weight in qk
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, net.state_dict()[name]), name
+    with pytest.raises(ValueError, match="pool must be"):
+        sh.AttentionCNN(pool="mean")
+    with pytest.raises(ValueError, match="expects B x 128 x 4 x 4"):
+        net.pool(torch.randn(1, 128, 8, 8))
+
+
+def test_collect_pooling_and_the_pools_report():
+    from sacnn_helpers.attention import collect_pooling
+    torch.manual_seed(0)
+    net = sh.AttentionCNN(attention=False, pool="attention", pool_heads=4)
+    net.train()
+    x = torch.randn(5, 3, 32, 32)
+    logits, weights, size = collect_pooling(net, x)
+    assert logits.shape == (5, 10) and weights.shape == (5, 4, 16) and size == (4, 4) and net.training
+    (row,) = sh.attention_report(net, x)
+    assert row["kind"] == "pool" and len(row["peak_ratio"]) == 4 and all(p >= 1 for p in row["peak_ratio"])
+    with pytest.raises(ValueError, match="no AttentionPool"):
+        collect_pooling(sh.AttentionCNN(), x)

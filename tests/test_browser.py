@@ -1,9 +1,9 @@
 """Notebook 08's sliders in a real browser: JupyterLab driven by headless Chromium through Playwright.
 
 The test copies the notebook (and the shipped weights) into a temporary folder, starts JupyterLab there,
-runs all cells, moves every slider one step with the keyboard, clicks a pixel of the picture (the sliders
-and the caption must follow), ticks "where all queries look", and checks that the picture changes each
-time and that no cell shows an error. It prints how long each redraw took. The kernel inherits SACNN_SMOKE from pytest (set by conftest.py),
+runs all cells, moves every slider one step with the keyboard (the epoch slider among them: the shipped
+networks' replay), clicks a pixel of the picture (the sliders and the caption must follow), ticks "where all
+queries look", and checks that the picture changes each time and that no cell shows an error. It prints how long each redraw took. The kernel inherits SACNN_SMOKE from pytest (set by conftest.py),
 so the notebook runs in its small size.
 
 Needs Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`) and the `playwright` package
@@ -30,7 +30,8 @@ NOTEBOOK = "08_attention_maps.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 HOW = "install Chromium and Playwright to run it: `apt-get install -y chromium` and `pip install playwright`"
 # what the notebook's status line says after the explorer's first draw (8x8 map: query at its centre)
-STATUS = "image {index}, pixel (y={y}, x={x}), head {head}, layer {layer}"
+STATUS = "image {index}, pixel (y={y}, x={x}), head {head}, layer {layer}, epoch {epoch}"
+KEYS = {"image": "index", "query row y": "y", "query col x": "x", "head": "head", "layer": "layer", "epoch": "epoch"}
 
 
 def aria(handle, what: str) -> int:
@@ -137,11 +138,12 @@ def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
             picture = box.locator("img").first
             names = [box.locator(".widget-slider .widget-label").nth(i).inner_text()
                      for i in range(handles.count())]
-            assert names[:3] == ["image", "query row y", "query col x"], names
-            state = dict(index=0, y=aria(handles.nth(1), "now"),
-                         x=aria(handles.nth(2), "now"), head=0, layer=0)
+            assert names[:3] == ["image", "query row y", "query col x"] and "epoch" in names, names
+            keys = [KEYS[name] for name in names]
+            state = dict(index=0, y=aria(handles.nth(1), "now"), x=aria(handles.nth(2), "now"), head=0, layer=0,
+                         epoch=aria(handles.nth(keys.index("epoch")), "now"))
+            assert state["epoch"] == aria(handles.nth(keys.index("epoch")), "max")  # starts at the trained network
             assert status.inner_text() == STATUS.format(**state)
-            keys = ["index", "y", "x", "head", "layer"]
             for i in range(handles.count()):
                 before_src = picture.get_attribute("src")
                 before = base64.b64decode(picture.evaluate(PNG_BYTES))

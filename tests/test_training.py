@@ -206,6 +206,51 @@ def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path, monkeypatch, rec
     assert resumed["test_accuracy"] == full["test_accuracy"]
 
 
+def test_fit_keeps_the_maps_of_fixed_test_images_after_every_epoch(tmp_path, monkeypatch):
+    """The replay: epoch 0 (untrained) to the last, each the maps the model gives those images then; it
+    survives an interruption; and keeping it changes nothing in training."""
+    monkeypatch.setattr(training, "REPLAY_IMAGES", 4)
+    data = tiny_data()
+    model, result = tiny_run(checkpoint=tmp_path / "run.pt")
+    replay = training.read_checkpoint(tmp_path / "run.pt")["meta"]["replay"]
+    assert replay["split"] == "test" and replay["images"] == [0, 1, 2, 3]
+    assert [s["epoch"] for s in replay["snapshots"]] == [0, 1, 2, 3]
+    last, first = replay["snapshots"][-1], replay["snapshots"][0]
+    assert last["layers"][0].shape == (4, 1, 16, 16) and last["layers"][0].dtype == torch.float16
+    x = sh.normalise(data["test"].images[:4], data["train"].mean, data["train"].std)
+    logits, weights, sizes = sh.collect_attention(model, x)
+    torch.testing.assert_close(last["layers"][0].float(), weights[0], atol=1e-3, rtol=1e-2)  # float16
+    assert last["predicted"] == logits.argmax(1).tolist() and last["sizes"] == [list(sizes[0])]
+    torch.manual_seed(0)
+    untrained = build_recipe_model(TINY, data["train"])
+    torch.testing.assert_close(first["layers"][0].float(), sh.collect_attention(untrained, x)[1][0],
+                               atol=1e-3, rtol=1e-2)
+    assert not torch.allclose(first["layers"][0].float(), last["layers"][0].float(), atol=1e-3)
+    # the same weights as a run that keeps no replay
+    monkeypatch.setattr(training, "REPLAY_IMAGES", 0)
+    plain_model, _ = tiny_run()
+    for a, b in zip(plain_model.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    # interrupted after epoch 2 and resumed: the same replay as the unbroken run
+    monkeypatch.setattr(training, "REPLAY_IMAGES", 4)
+    real_save = training.save_checkpoint
+
+    def save_then_crash(path, model, **meta):
+        real_save(path, model, **meta)
+        if meta["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(checkpoint=tmp_path / "broken.pt")
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    tiny_run(checkpoint=tmp_path / "broken.pt")
+    again = training.read_checkpoint(tmp_path / "broken.pt")["meta"]["replay"]
+    assert [s["epoch"] for s in again["snapshots"]] == [0, 1, 2, 3]
+    for s1, s2 in zip(again["snapshots"], replay["snapshots"]):
+        assert torch.equal(s1["layers"][0], s2["layers"][0])
+
+
 def test_finished_checkpoint_is_reused_unless_forced(tmp_path):
     path = tmp_path / "run.pt"
     _, first = tiny_run(checkpoint=path)

@@ -298,3 +298,57 @@ def test_network_layers_lists_each_layer_with_its_output_shape():
     assert "SelfAttention" in texts and "16 × 4 × 4" in texts and "input" in texts
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_the_epoch_slider_replays_the_maps_fit_kept():
+    pytest.importorskip("ipywidgets")
+    from sacnn_helpers import attention_snapshot
+    seed_everything(0)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    x = images.float() / 255
+    untrained = AttentionCNN(widths=[8, 16], attention_at=[2], qk_norm=True, gamma_init=1.0).eval()
+    trained = AttentionCNN(widths=[8, 16], attention_at=[2], qk_norm=True, gamma_init=1.0).eval()
+    with torch.no_grad():
+        trained.features[-1].log_temperature.fill_(4.0)  # "training" made its maps sharp
+    replay = dict(split="test", images=[0, 1],
+                  snapshots=[attention_snapshot(untrained, x[:2], 0), attention_snapshot(trained, x[:2], 1)])
+    other = AttentionCNN(widths=[8, 16], attention_at=[2]).eval()
+    explorer = AttentionExplorer({"a": trained, "b": other}, x, display_images=images, replays={"a": replay})
+    assert explorer.epochs == [0, 1]
+    explorer.widget()
+    assert explorer.sliders["epoch"].value == 1 and explorer.sliders["epoch"].max == 1
+    explorer.sliders["y"].value, explorer.sliders["x"].value = 3, 4
+    at_end = explorer.picture.value
+    explorer.sliders["epoch"].value = 0
+    assert explorer.picture.value != at_end and explorer.status.value.endswith(", epoch 0 (kept for images 0-1 only: "
+                                                                             "the trained network where none was kept)")
+    # network a shows the untrained maps (float16 kept), network b (no replay) its trained ones
+    expected = collect_attention(untrained, x[:1])[1][0][0, 0, 3 * W + 4].reshape(H, W)
+    torch.testing.assert_close(explorer.query_map(0, 3, 4, name="a", epoch=0), expected, atol=1e-3, rtol=1e-2)
+    assert explorer.axes[0, 0].get_title().endswith("epoch 0: predicted " + str(replay["snapshots"][0]["predicted"][0]))
+    assert "trained (no replay)" in explorer.axes[1, 0].get_title()
+    explorer.sliders["index"].value = 2  # not kept: the trained network, and the status says so
+    torch.testing.assert_close(explorer.query_map(2, 3, 4, name="a", epoch=0), explorer.query_map(2, 3, 4, name="a"))
+    with pytest.raises(ValueError, match="no snapshot"):
+        explorer.update(0, epoch=5)
+    with pytest.raises(ValueError, match="not among the networks"):
+        AttentionExplorer(trained, x, replays={"c": replay})
+
+
+def test_an_attention_pool_shows_as_one_map_per_image_and_head():
+    from sacnn_helpers import collect_pooling
+    seed_everything(0)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    pooled = AttentionCNN(widths=[8, 16, 16], attention=False, pool="attention", pool_heads=4).eval()
+    with torch.no_grad():
+        pooled.pool.position_table.normal_(0, 2)
+    layer = AttentionCNN(widths=[8, 16], attention_at=[2]).eval()
+    explorer = AttentionExplorer({"layer": layer, "pool": pooled}, images.float() / 255, display_images=images)
+    explorer.update(1, 3, 4, head=0)
+    expected = collect_pooling(pooled, images[1:2].float() / 255)[1][0, 0].reshape(4, 4)
+    torch.testing.assert_close(explorer.query_map(1, 3, 4, name="pool"), expected)
+    torch.testing.assert_close(explorer.query_map(1, 0, 0, name="pool"), expected)  # whatever the query
+    assert "the pool's map" in explorer.axes[1, 1].get_title() and not explorer._artists[1]["box_map"].get_visible()
+    assert explorer.heads == [4]  # the head slider offers the pool's heads
+    explorer.update(1, 3, 4, head=3)
+    assert "head 3" in explorer.axes[1, 1].get_title() and "head 0" in explorer.axes[0, 1].get_title()
