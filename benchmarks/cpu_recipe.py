@@ -2,13 +2,17 @@
 
     flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py             # seed 0, both variants
     flock /tmp/sacnn-cpu.lock python benchmarks/cpu_recipe.py --seeds 0 1 2 3 4
-    python benchmarks/cpu_recipe.py --seeds 0 1 2 3 4 --variants attention no-attention trained-uniform
+    python benchmarks/cpu_recipe.py --seeds 0 1 2 3 4 --variants attention no-attention trained-uniform \
+        attention-pool avg-pool layer+attention-pool
 
-Variants: `attention` (the recipe as it is), `no-attention` (the layer left out) and `trained-uniform` (the same
-network trained with its maps fixed to uniform, `--uniform-attention`: the control that asks whether *where* the
-layer looks adds anything over "every pixel sees the image's mean"; Wiegreffe & Pinter 2019). For each
-`attention` run the table also gives the uniform-ablation cost: its test accuracy (single view) with its
-trained maps minus with every map replaced by uniform ones at test time.
+Variants: `attention` (the recipe as it is: the recommended layer, a max-pooling head), `no-attention` (the layer
+left out), `trained-uniform` (the same network trained with its maps fixed to uniform, `--uniform-attention`: the
+control that asks whether *where* the layer looks adds anything over "every pixel sees the image's mean";
+Wiegreffe & Pinter 2019), `attention-pool` (no layer, an `AttentionPool` head: `--no-attention --pool attention`),
+`avg-pool` (no layer, an average-pooling head: the attention pool's uniform twin) and `layer+attention-pool` (the
+layer and the attention-pooling head). For each run with maps the table also gives the uniform-ablation cost: its
+test accuracy (single view) with its trained maps minus with every map replaced by uniform ones at test time (for
+a pool: average pooling).
 
 Seeds are paired: seed s gives both variants the same data order and augmentation, so the table also reports
 the mean of the per-seed differences (with minus without attention) with a 95 % t-interval.
@@ -177,11 +181,15 @@ def main() -> None:
              f"`benchmarks/cpu_recipe.py`. Test accuracy on the 10,000 images of the official test split "
              f"(flip-averaged logits; data: {source}); ± is the standard deviation over seeds; train seconds = training steps + per-epoch validation; images/s = training images "
              f"per second of training steps. The machine was shared with other jobs: the load average "
-             f"(1, 5, 15 min) before each run is listed. Variants: `attention` (the recipe: the recommended layer), "
-             f"`no-attention` (the layer left out), `trained-uniform` (the same network trained with every map fixed "
-             f"to uniform, `--uniform-attention`). Uniform-ablation cost: an `attention` run's test accuracy (single "
-             f"view) with its trained maps minus with uniform maps swapped in at test time; [low, high] is a 95 % "
-             f"t-interval over seeds. Maps: the last epoch's statistics on 256 validation images, as `fit` logs them.", "",
+             f"(1, 5, 15 min) before each run is listed. Variants: `attention` (the recipe: the recommended layer and a "
+             f"max-pooling head), `no-attention` (the layer left out), `trained-uniform` (the same network trained "
+             f"with every map fixed to uniform, `--uniform-attention`), `attention-pool` (no layer; an attention-pooling "
+             f"head, notebook 10), `avg-pool` (no layer; average pooling, the attention pool's uniform twin), "
+             f"`layer+attention-pool` (both). Uniform-ablation cost: a run's test accuracy (single view) with its trained "
+             f"maps minus with uniform maps swapped in at test time (every layer and pool; a pool then averages); "
+             f"[low, high] is a 95 % t-interval over seeds. Maps: the last epoch's statistics on 256 validation "
+             f"images, as `fit` logs them: the layer's peak × uniform / query dependence, and the pool's peak × uniform "
+             f"(median over its heads).", "",
              "| model | parameters | seeds | test accuracy | uniform-ablation cost (pts, 95 % interval) | maps: peak × uniform / query dependence (median over seeds) | train time | images/s | load before |",
              "|---|---|---|---|---|---|---|---|---|", *rows, "", paired, "",
              "Per run (test accuracy, train seconds): " + "; ".join(

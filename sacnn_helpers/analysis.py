@@ -216,8 +216,9 @@ def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
 @torch.no_grad()
 def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
     """Per attention layer, on already-normalised `images`: `attention_parameters` plus the spread (std)
-    of its scores and `map_statistics` of its weights. What `fit` logs after every epoch ([] for a model
-    without attention)."""
+    of its scores and `map_statistics` of its weights (kind "layer"); then, for a network with an
+    `AttentionPool`, the pool's row (`pool_report`, kind "pool"). What `fit` logs after every epoch ([] for
+    a model without attention)."""
     layers = attention_layers(model)
     pools = [pool_report(model, images)] if attention_pools(model) else []
     if not layers:  # a model without attention layers has at most its pool to report
@@ -237,6 +238,7 @@ def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, A
             hook.remove()
     rows = attention_parameters(model)
     for row, s, w, (h, wd) in zip(rows, scores, weights, sizes):
+        row["kind"] = "layer"
         row["score_std"] = float(s.std(dim=-1).mean())  # spread of one query's scores, averaged
         row.update({name: values for name, values in map_statistics(w, h, wd).items()})
     return rows + pools
@@ -272,9 +274,12 @@ def attention_snapshot(model: nn.Module, images: torch.Tensor, epoch: int) -> di
         logits, weights, sizes = collect_attention(model, images)
     else:
         logits, weights, sizes = predict(model, images), [], []
-    pool = collect_pooling(model, images)[1].half() if attention_pools(model) else None
+    pool, pool_size = None, None
+    if attention_pools(model):
+        logits, pool, pool_size = collect_pooling(model, images)
+        pool, pool_size = pool.half(), list(pool_size)
     return dict(epoch=int(epoch), layers=[w.half() for w in weights], sizes=[list(hw) for hw in sizes], pool=pool,
-                predicted=logits.argmax(1).tolist())
+                pool_size=pool_size, predicted=logits.argmax(1).tolist())
 
 
 def t_quantile_975(df: int) -> float:

@@ -314,7 +314,7 @@ class AttentionPool(nn.Module):
         self.position_table = nn.Parameter(torch.zeros(heads, self.size[0] * self.size[1]))
         self.uniform = uniform
         self._uniform = uniform  # set by `uniform_attention`
-        self._captured: list[torch.Tensor] | None = None  # set by `capture_pooling`
+        self._captured: list[torch.Tensor] | None = None  # set by `collect_pooling`
         if uniform:
             for p in [*self.query.parameters(), *self.key.parameters(), self.position_table]:
                 p.requires_grad_(False)
@@ -339,7 +339,7 @@ class AttentionPool(nn.Module):
         b, c, h, w = x.shape
         values = x.reshape(b, self.heads, c // self.heads, h * w)  # each head pools its own channels
         if self._uniform:  # average pooling, computed as such
-            weights = torch.full((b, self.heads, h * w), 1.0 / (h * w), device=x.device)
+            weights = torch.full((b, self.heads, h * w), 1.0 / (h * w), dtype=torch.float32, device=x.device)
             pooled = x.mean(dim=(2, 3))
         else:
             weights = attention_weights(self.scores(x))  # float32 softmax over the pixels
@@ -410,7 +410,10 @@ def uniform_attention(model: nn.Module, which: str = "all") -> Iterator[nn.Modul
     """
     if which not in ("all", "layers", "pools"):
         raise ValueError(f"which must be 'all', 'layers' or 'pools', got {which!r}")
-    layers = ([*attention_layers(model)] if which != "pools" else []) + (attention_pools(model) if which != "layers" else [])
+    layers = (attention_layers(model) if which != "pools" else []) + (attention_pools(model) if which != "layers" else [])
+    if which != "all" and not layers:
+        raise ValueError(f"{type(model).__name__} has no {'SelfAttention layer' if which == 'layers' else 'AttentionPool'} "
+                         f"to make uniform (which={which!r}); use which='all' or a model that has one")
     before = [layer._uniform for layer in layers]
     for layer in layers:
         layer._uniform = True
@@ -462,6 +465,9 @@ def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
     """Run `model` (eval mode, no gradients) on `images` and keep its `AttentionPool`'s weights:
     (logits, weights B x heads x HW on the CPU, the pooled map's (H, W)). Where the network looks for the
     class: one map per image and head."""
+    if images.dim() != 4:
+        raise ValueError(f"collect_pooling expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
+                         f"add a batch axis with images.unsqueeze(0) for one image")
     pools = attention_pools(model)
     if not pools:
         raise ValueError(f"{type(model).__name__} has no AttentionPool; build one with pool='attention'")

@@ -137,7 +137,8 @@ class AttentionCNN(ReportsAttention, nn.Module):
             BoTNet, Srinivas et al. 2021) instead of following the stage, so that it, not a convolution,
             mixes that stage's pixels.
         uniform_attention: train and run every attention layer with its maps fixed to uniform (the control
-            that asks whether *where* the layer looks matters; `SelfAttention(uniform=True)`).
+            that asks whether *where* the layer looks matters; `SelfAttention(uniform=True)`), and an
+            attention pool as average pooling.
         pool: how the head pools each channel over the last map: "max" (the default), "avg", or
             "attention" (an `AttentionPool` with `pool_heads` heads: a query from the image's mean pixel
             looks over the map; uniform weights would be exactly "avg").
@@ -152,6 +153,8 @@ class AttentionCNN(ReportsAttention, nn.Module):
         super().__init__()
         if pool not in ("max", "avg", "attention"):
             raise ValueError(f"pool must be 'max', 'avg' or 'attention', got {pool!r}")
+        if pool != "attention" and pool_heads != 8:  # else two identical networks would differ in their configs
+            raise ValueError(f"pool_heads={pool_heads} is only used with pool='attention', got pool={pool!r}")
         widths, attention_at = [int(w) for w in widths], [int(a) for a in attention_at]
         bad = [a for a in attention_at if not 1 <= a <= len(widths)]
         if bad:
@@ -187,7 +190,8 @@ class AttentionCNN(ReportsAttention, nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)
         # built last, so a seed gives every other layer the same weights whatever the pooling
-        self.pool = AttentionPool(c_in, heads=pool_heads, size=(side, side)) if pool == "attention" else None
+        self.pool = (AttentionPool(c_in, heads=pool_heads, size=(side, side), uniform=uniform_attention)
+                     if pool == "attention" else None)
 
     def fit_to_data(self, images: torch.Tensor) -> None:
         """Set the frozen whitening layer (if any) from normalised training images; `fit` calls this once."""

@@ -24,6 +24,7 @@ from .recipes import Recipe
 from .speedrun import fit_airbench94
 
 REPLAY_IMAGES = 6  # test images whose maps `fit` keeps after every epoch (the explorer's epoch slider)
+REPLAY_MAX_TOKENS = 256  # no replay for layers over 16 x 16 pixels: a 1,024-pixel map would add 12 MB an epoch
 COMPILE_BACKEND = "inductor"  # torch.compile's backend for recipes with compile=True (tests use "eager")
 
 
@@ -239,7 +240,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
                    mean=torch.tensor(train.mean, device=device).view(-1, 1, 1),
                    std=torch.tensor(train.std, device=device).view(-1, 1, 1))
     probe = normalise((val if len(val) else train).images[:256].to(device), train.mean, train.std)
-    replay = _replay(model, test, train, device, blob)
+    replay = _replay(model, test, train, device, blob) if checkpoint is not None else None
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     save, start = partial(_save, checkpoint, model, identity, optimizer, train), len(history)
     for epoch in range(start, int(recipe.epochs)):
@@ -269,15 +270,22 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
 def _replay(model: nn.Module, test: ImageSet, train: ImageSet, device: torch.device,
             blob: dict[str, Any] | None) -> dict[str, Any] | None:
     """The maps of the first `REPLAY_IMAGES` test images, one snapshot per epoch from 0 (the untrained model),
-    continued from a resumed checkpoint; None for a model without `epoch_snapshot`, off process 0, or
-    without test images. `inputs` (the normalised images) is not saved."""
+    continued from a resumed checkpoint; None for a model without maps (or without `epoch_snapshot`), with a
+    layer over `REPLAY_MAX_TOKENS` pixels, off process 0, or without test images. `inputs` (the normalised
+    images) is not saved."""
     n = min(REPLAY_IMAGES, len(test))
     if not hasattr(model, "epoch_snapshot") or runtime.rank() != 0 or n == 0:
         return None
+    if blob is not None:  # resumed: continue its replay, on its images (a checkpoint saved without one gets none)
+        if "replay" not in blob["meta"]:
+            return None
+        stored = blob["meta"]["replay"]
+        return dict(stored, inputs=normalise(test.images[stored["images"]].to(device), train.mean, train.std))
     inputs = normalise(test.images[:n].to(device), train.mean, train.std)
-    if blob is not None:  # resumed: continue its replay (a checkpoint saved without one gets none)
-        return dict(blob["meta"]["replay"], inputs=inputs) if "replay" in blob["meta"] else None
-    return dict(split="test", images=list(range(n)), inputs=inputs, snapshots=[model.epoch_snapshot(inputs, 0)])
+    first = model.epoch_snapshot(inputs, 0)
+    if (not first["layers"] and first["pool"] is None) or any(h * w > REPLAY_MAX_TOKENS for h, w in first["sizes"]):
+        return None
+    return dict(split="test", images=list(range(n)), inputs=inputs, snapshots=[first])
 
 
 def _say(progress: bool, text: str) -> None:

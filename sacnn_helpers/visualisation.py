@@ -349,9 +349,11 @@ class AttentionExplorer:
                              f"key each replay by its network's name")
         epochs = sorted({s["epoch"] for r in self.replays.values() for s in r["snapshots"]})
         self.epochs = epochs  # [] without replays
-        _, weights, self.sizes = self.attention(0)
-        per_network = [self.attention(0, name)[1] for name in self.names]
-        self.heads = [max(w[layer].shape[0] for w in per_network if layer < len(w)) for layer in range(len(weights))]
+        per_network = [self.attention(0, name) for name in self.names]
+        layers = max(len(sizes) for _, _, sizes in per_network)  # a layer slider reaches every network's last
+        # each layer's map size and head count: from the first network that has that layer / the most heads
+        self.sizes = [next(sizes[i] for _, _, sizes in per_network if i < len(sizes)) for i in range(layers)]
+        self.heads = [max(w[i].shape[0] for _, w, _ in per_network if i < len(w)) for i in range(layers)]
         self.fixed_vmax = vmax
         self.vmax = 2.0  # the scale of the view shown last
         rows = len(self.names)
@@ -397,7 +399,7 @@ class AttentionExplorer:
                 weights, sizes = [w[index].float() for w in snap["layers"]], [tuple(hw) for hw in snap["sizes"]]
                 if snap.get("pool") is not None:
                     weights.append(_pool_rows(snap["pool"][index:index + 1].float())[0])
-                    sizes.append(attention_pools(self.models[name])[0].size)
+                    sizes.append(tuple(snap["pool_size"]))
                 return int(snap["predicted"][index]), weights, sizes
         return None
 
@@ -447,9 +449,8 @@ class AttentionExplorer:
         `layer`, for every network, after `epoch` epochs (None: the trained networks); returns the PNG."""
         if epoch is not None and epoch not in self.epochs:
             raise ValueError(f"epoch {epoch} has no snapshot; the replays hold epochs {self.epochs}")
-        _, weights, sizes = self.attention(index)
-        if not 0 <= layer < len(sizes):
-            raise ValueError(f"layer {layer} is outside 0..{len(sizes) - 1}")
+        if not 0 <= layer < len(self.sizes):
+            raise ValueError(f"layer {layer} is outside 0..{len(self.sizes) - 1}")
         if not 0 <= head < self.heads[layer]:
             raise ValueError(f"head {head} is outside 0..{self.heads[layer] - 1}")
         maps = [self.query_map(index, y, x, head, layer, name, all_queries, epoch) for name in self.names]
@@ -505,7 +506,7 @@ class AttentionExplorer:
             when = ("" if epoch is None else f"epoch {epoch}: " if snap else "trained (no replay): ")
             ax_img.set_title(f"{label}image {index}\n{truth}{when}predicted {self._name(pred)}", fontsize=9)
             what = "all queries (mean)" if all_queries else f"query (y={qy}, x={qx}) = row {qy * map_size[1] + qx}"
-            if self.is_pool(name, row_layer):
+            if pooled:
                 what = "the pool's map (one per image)"
             ax_map.set_title(f"{map_size[0]}x{map_size[1]} map: {what}\n(layer {row_layer}, head {row_head})", fontsize=9)
             ax_over.set_title(f"overlay\n{weight_range(amap)}", fontsize=9)
@@ -513,16 +514,12 @@ class AttentionExplorer:
         where = "where all queries look" if all_queries else f"pixel (y={y}, x={x})"
         self.status_text = f"image {index}, {where}, head {head}, layer {layer}"
         if epoch is not None:
-            kept = all(self.snapshot(index, name, epoch) for name in self.names)
-            self.status_text += (f", epoch {epoch}" if kept else
-                                 f", epoch {epoch} (kept for images 0-{self._replayed() - 1} only: the trained "
-                                 f"network where none was kept)")
+            missing = [name or "the network" for name in self.names if self.snapshot(index, name, epoch) is None]
+            self.status_text += f", epoch {epoch}" + (f" (no snapshot of this image: trained maps for "
+                                                      f"{', '.join(missing)})" if missing else "")
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=self.figure.dpi)  # `pick` reads clicks at this resolution
         return buf.getvalue()
-
-    def _replayed(self) -> int:
-        return min(len(r["images"]) for r in self.replays.values()) if self.replays else 0
 
     def widget(self) -> ipywidgets.VBox:
         """The sliders, the toggle, a status line and the picture as one ipywidgets box; a click on the

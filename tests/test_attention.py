@@ -370,6 +370,13 @@ def test_uniform_attention_pool_is_exactly_average_pooling():
         with sh.uniform_attention(net, "layers"):  # the layer alone: the pool still attends
             assert not torch.allclose(net(x), avg(x))
         assert torch.equal(net(x), trained)  # flags restored
+        # and the weighted path itself: no query, key or position term gives every cell 1/16, i.e. the mean
+        for p in net.pool.parameters():
+            p.zero_()
+        torch.testing.assert_close(net(x), avg(x), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="which must be"):
+        with sh.uniform_attention(net, "heads"):
+            pass
 
 
 def test_the_pools_parameters_shape_scores_and_a_seed_builds_the_rest_alike():
@@ -384,6 +391,10 @@ def test_the_pools_parameters_shape_scores_and_a_seed_builds_the_rest_alike():
         assert torch.equal(value, net.state_dict()[name]), name
     with pytest.raises(ValueError, match="pool must be"):
         sh.AttentionCNN(pool="mean")
+    with pytest.raises(ValueError, match="only used with pool='attention'"):
+        sh.AttentionCNN(pool_heads=4)
+    uniform = sh.AttentionCNN(pool="attention", uniform_attention=True)  # the trained-uniform control averages
+    assert uniform.pool.uniform and not any(p.requires_grad for p in uniform.pool.parameters())
     with pytest.raises(ValueError, match="expects B x 128 x 4 x 4"):
         net.pool(torch.randn(1, 128, 8, 8))
 
@@ -397,6 +408,10 @@ def test_collect_pooling_and_the_pools_report():
     logits, weights, size = collect_pooling(net, x)
     assert logits.shape == (5, 10) and weights.shape == (5, 4, 16) and size == (4, 4) and net.training
     (row,) = sh.attention_report(net, x)
-    assert row["kind"] == "pool" and len(row["peak_ratio"]) == 4 and all(p >= 1 for p in row["peak_ratio"])
+    assert row["kind"] == "pool" and len(row["peak_ratio"]) == 4
+    expected = (weights.amax(-1) * 16).median(dim=0).values
+    torch.testing.assert_close(torch.tensor(row["peak_ratio"]), expected)
     with pytest.raises(ValueError, match="no AttentionPool"):
         collect_pooling(sh.AttentionCNN(), x)
+    with pytest.raises(ValueError, match="has no AttentionPool to make uniform"):
+        sh.uniform_attention_accuracy(sh.AttentionCNN(), x, torch.zeros(5, dtype=torch.long), which="pools")

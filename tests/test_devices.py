@@ -36,7 +36,7 @@ def test_the_float64_detector_sees_a_float64_op():
     assert mode.ops == ["aten.zeros.default"]
 
 
-def test_fit_and_every_measuring_helper_run_without_float64(real_cifar10):
+def test_fit_and_every_measuring_helper_run_without_float64(real_cifar10, tmp_path):
     recipe = sh.get_recipe("smoke", epochs=2)
     data = sh.load_recipe_data(recipe)
     sh.seed_everything(0)
@@ -55,6 +55,11 @@ def test_fit_and_every_measuring_helper_run_without_float64(real_cifar10):
         explorer.update(1, 2, 3)
         sh.saliency_table(model, images[:8], steps=4)
         sh.forward_flops(model)
+        pooled = sh.AttentionCNN(widths=[8, 16, 16], pool="attention", pool_heads=2)
+        sh.fit(pooled, data, recipe, device="cpu", epochs=1, progress=False, checkpoint=tmp_path / "pool.pt")
+        sh.collect_pooling(pooled, images[:8])
+        sh.uniform_attention_accuracy(pooled, images, labels, which="pools")
+        sh.AttentionExplorer({"layer": model, "pool": pooled}, images[:4], data["test"].images[:4]).update(0, 1, 1)
         gpu = sh.get_recipe("gpu", train_limit=256, test_limit=64, batch_size=128, epochs=1)
         small = sh.load_recipe_data(gpu)
         sh.fit(sh.build_recipe_model(gpu, small["train"]), small, gpu, device="cpu", progress=False)

@@ -251,6 +251,21 @@ def test_fit_keeps_the_maps_of_fixed_test_images_after_every_epoch(tmp_path, mon
         assert torch.equal(s1["layers"][0], s2["layers"][0])
 
 
+def test_the_replay_of_a_pooling_network_and_of_one_without_maps(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "REPLAY_IMAGES", 3)
+    recipe = replace(TINY, model_config=dict(widths=[8, 8], attention=False, pool="attention", pool_heads=2))
+    model, _ = tiny_run(recipe=recipe, checkpoint=tmp_path / "pool.pt")
+    replay = training.read_checkpoint(tmp_path / "pool.pt")["meta"]["replay"]
+    last = replay["snapshots"][-1]
+    assert last["layers"] == [] and last["pool"].shape == (3, 2, 4) and last["pool_size"] == [2, 2]
+    data = tiny_data(recipe)
+    x = sh.normalise(data["test"].images[:3], data["train"].mean, data["train"].std)
+    torch.testing.assert_close(last["pool"].float(), sh.collect_pooling(model, x)[1], atol=1e-3, rtol=1e-2)
+    plain = replace(TINY, model_config=dict(widths=[8, 8], attention=False))
+    tiny_run(recipe=plain, checkpoint=tmp_path / "plain.pt")
+    assert "replay" not in training.read_checkpoint(tmp_path / "plain.pt")["meta"]  # nothing to replay
+
+
 def test_finished_checkpoint_is_reused_unless_forced(tmp_path):
     path = tmp_path / "run.pt"
     _, first = tiny_run(checkpoint=path)

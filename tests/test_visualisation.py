@@ -320,14 +320,15 @@ def test_the_epoch_slider_replays_the_maps_fit_kept():
     explorer.sliders["y"].value, explorer.sliders["x"].value = 3, 4
     at_end = explorer.picture.value
     explorer.sliders["epoch"].value = 0
-    assert explorer.picture.value != at_end and explorer.status.value.endswith(", epoch 0 (kept for images 0-1 only: "
-                                                                             "the trained network where none was kept)")
+    assert explorer.picture.value != at_end
+    assert explorer.status.value.endswith(", epoch 0 (no snapshot of this image: trained maps for b)")
     # network a shows the untrained maps (float16 kept), network b (no replay) its trained ones
     expected = collect_attention(untrained, x[:1])[1][0][0, 0, 3 * W + 4].reshape(H, W)
     torch.testing.assert_close(explorer.query_map(0, 3, 4, name="a", epoch=0), expected, atol=1e-3, rtol=1e-2)
     assert explorer.axes[0, 0].get_title().endswith("epoch 0: predicted " + str(replay["snapshots"][0]["predicted"][0]))
     assert "trained (no replay)" in explorer.axes[1, 0].get_title()
     explorer.sliders["index"].value = 2  # not kept: the trained network, and the status says so
+    assert explorer.status.value.endswith(", epoch 0 (no snapshot of this image: trained maps for a, b)")
     torch.testing.assert_close(explorer.query_map(2, 3, 4, name="a", epoch=0), explorer.query_map(2, 3, 4, name="a"))
     with pytest.raises(ValueError, match="no snapshot"):
         explorer.update(0, epoch=5)
@@ -352,3 +353,25 @@ def test_an_attention_pool_shows_as_one_map_per_image_and_head():
     assert explorer.heads == [4]  # the head slider offers the pool's heads
     explorer.update(1, 3, 4, head=3)
     assert "head 3" in explorer.axes[1, 1].get_title() and "head 0" in explorer.axes[0, 1].get_title()
+
+
+def test_the_layer_slider_reaches_a_later_networks_pool_and_its_replay():
+    pytest.importorskip("ipywidgets")
+    from sacnn_helpers import attention_snapshot
+    seed_everything(0)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    x = images.float() / 255
+    layer_only = AttentionCNN(widths=[8, 16], attention_at=[2]).eval()
+    both = AttentionCNN(widths=[8, 16, 16], attention_at=[2], pool="attention", pool_heads=2).eval()
+    with torch.no_grad():
+        both.pool.position_table.normal_(0, 2)
+    replay = dict(split="test", images=[0, 1], snapshots=[attention_snapshot(both, x, 0)])
+    explorer = AttentionExplorer({"layer": layer_only, "both": both}, x, display_images=images, replays={"both": replay})
+    assert explorer.sizes == [(8, 8), (4, 4)] and explorer.heads == [1, 2]  # layer 1 exists in the second network only
+    explorer.widget()
+    assert explorer.sliders["layer"].max == 1
+    explorer.sliders["layer"].value = 1
+    explorer.sliders["epoch"].value = 0
+    torch.testing.assert_close(explorer.query_map(0, 0, 0, layer=1, name="both", epoch=0),
+                               replay["snapshots"][0]["pool"][0, 0].float().reshape(4, 4))
+    assert "the pool's map" in explorer.axes[1, 1].get_title()
