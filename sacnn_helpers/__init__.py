@@ -1,7 +1,7 @@
 """Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place."""
 # attention: notebooks 01-05 (the steps, the layer, relative position) and 10 (attention pooling)
 from .attention import (AttentionMemoryError, AttentionPool, SelfAttention, attention_bytes, attention_gammas,
-                        attention_layers, attention_pools, collect_pooling,
+                        attention_layers, attention_pools, collect_maps, collect_pooling,
                         attention_map, attention_memory_table, attention_scores, attention_weights, capture_attention,
                         channel_attention_scores, collect_attention, example_feature_map, example_qkv,
                         flash_attention_bytes, from_tokens, pixel_index, relative_position_index,

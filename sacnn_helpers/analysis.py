@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .attention import attention_layers, attention_pools, collect_attention, collect_pooling, uniform_attention
+from .attention import (attention_layers, attention_pools, collect_attention, collect_maps, collect_pooling,
+                        uniform_attention)
 from .runtime import model_device
 
 
@@ -270,16 +271,10 @@ def attention_snapshot(model: nn.Module, images: torch.Tensor, epoch: int) -> di
     one per epoch in a checkpoint (float16 on the CPU): `epoch`, `layers` (per `SelfAttention`: N x heads x
     HW x HW), their map `sizes`, `pool` (an `AttentionPool`'s N x heads x HW, or None) and `predicted` (N
     class indices). What `fit` stores in `replay` for `AttentionExplorer`'s epoch slider."""
-    if attention_layers(model):
-        logits, weights, sizes = collect_attention(model, images)
-    else:
-        logits, weights, sizes = predict(model, images), [], []
-    pool, pool_size = None, None
-    if attention_pools(model):
-        logits, pool, pool_size = collect_pooling(model, images)
-        pool, pool_size = pool.half(), list(pool_size)
-    return dict(epoch=int(epoch), layers=[w.half() for w in weights], sizes=[list(hw) for hw in sizes], pool=pool,
-                pool_size=pool_size, predicted=logits.argmax(1).tolist())
+    logits, weights, sizes, pool, pool_size = collect_maps(model, images)
+    return dict(epoch=int(epoch), layers=[w.half() for w in weights], sizes=[list(hw) for hw in sizes],
+                pool=None if pool is None else pool.half(), pool_size=None if pool_size is None else list(pool_size),
+                predicted=logits.argmax(1).tolist())
 
 
 def t_quantile_975(df: int) -> float:

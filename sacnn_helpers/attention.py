@@ -426,6 +426,43 @@ def uniform_attention(model: nn.Module, which: str = "all") -> Iterator[nn.Modul
 
 # --- attention weights of a model, with the size of the map each layer attended over --------------
 
+def collect_maps(model: nn.Module, images: torch.Tensor
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]], torch.Tensor | None,
+                            tuple[int, int] | None]:
+    """One forward pass of `model` on `images` that keeps every map: (logits, layer weights, layer map sizes,
+    pool weights, pool map size). The layer entries are as `collect_attention` returns them; the pool's
+    are B x heads x HW and its (H, W), or None without an `AttentionPool`.
+
+    `images` are moved to the model's device; the maps come back on the CPU. The model runs in eval mode
+    (BatchNorm uses, and never updates, its running statistics) without gradients; each module's training
+    mode is restored afterwards.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"expected a B x C x H x W batch, got shape {tuple(images.shape)}; "
+                         f"add a batch axis with images.unsqueeze(0) for one image")
+    layers, pools = attention_layers(model), attention_pools(model)
+    sizes: list[tuple[int, int]] = []
+    hooks = [layer.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])))
+             for layer in layers]
+    pooled: list[torch.Tensor] = []
+    for pool in pools:
+        pool._captured = pooled
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad(), capture_attention(model) as weights:
+            logits = model(images.to(model_device(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for pool in pools:
+            pool._captured = None
+        for module, training in modes.items():
+            module.training = training
+    return (logits, [w.cpu() for w in weights], sizes, pooled[0].cpu() if pools else None,
+            pools[0].size if pools else None)
+
+
 def collect_attention(model: nn.Module, images: torch.Tensor
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
     """Run `model` on `images` and keep every attention layer's weights.
@@ -441,24 +478,11 @@ def collect_attention(model: nn.Module, images: torch.Tensor
     if images.dim() != 4:
         raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
                          f"add a batch axis with images.unsqueeze(0) for one image")
-    layers = attention_layers(model)
-    if not layers:
+    if not attention_layers(model):
         raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
                          f"load a model built with attention=True")
-    sizes: list[tuple[int, int]] = []
-    hooks = [layer.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape[-2:])))
-             for layer in layers]
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad(), capture_attention(model) as weights:
-            logits = model(images.to(model_device(model)))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, training in modes.items():
-            module.training = training
-    return logits, [w.cpu() for w in weights], sizes
+    logits, weights, sizes, _, _ = collect_maps(model, images)
+    return logits, weights, sizes
 
 
 def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -468,21 +492,10 @@ def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
     if images.dim() != 4:
         raise ValueError(f"collect_pooling expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
                          f"add a batch axis with images.unsqueeze(0) for one image")
-    pools = attention_pools(model)
-    if not pools:
+    if not attention_pools(model):
         raise ValueError(f"{type(model).__name__} has no AttentionPool; build one with pool='attention'")
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    captured: list[torch.Tensor] = []
-    pools[0]._captured = captured
-    try:
-        with torch.no_grad():
-            logits = model(images.to(model_device(model)))
-    finally:
-        pools[0]._captured = None
-        for module, training in modes.items():
-            module.training = training
-    return logits, captured[0].cpu(), pools[0].size
+    logits, _, _, pool, size = collect_maps(model, images)
+    return logits, pool, size
 
 
 # --- comparisons the notebooks draw -------------------------------------------------------------

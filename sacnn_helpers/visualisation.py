@@ -12,7 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .attention import SelfAttention, attention_layers, attention_map, attention_pools, collect_attention, collect_pooling
+from .attention import (SelfAttention, attention_layers, attention_map, attention_pools, collect_attention,
+                        collect_maps)
 from .runtime import model_device
 
 if TYPE_CHECKING:
@@ -373,12 +374,10 @@ class AttentionExplorer:
             raise ValueError(f"image index {index} is outside 0..{len(self.images) - 1}")
         if (name, index) not in self._cache:
             model, x = self.models[name], self.images[index:index + 1]
-            if attention_layers(model) or not attention_pools(model):  # (no attention at all: collect_attention says so)
-                logits, weights, sizes = collect_attention(model, x)
-            else:
-                logits, weights, sizes = None, [], []
-            if attention_pools(model):  # the pool's one map per head, as the row of every query
-                logits, pool, size = collect_pooling(model, x)
+            if not attention_layers(model) and not attention_pools(model):
+                collect_attention(model, x)  # raises: nothing to show, and says so
+            logits, weights, sizes, pool, size = collect_maps(model, x)
+            if pool is not None:  # the pool's one map per head, as the row of every query
                 weights, sizes = [*weights, _pool_rows(pool)], [*sizes, size]
             self._cache[(name, index)] = (int(logits.argmax(1)[0]), [w[0] for w in weights], sizes)
         return self._cache[(name, index)]
