@@ -133,3 +133,27 @@ def test_the_gpu_recipe_records_the_settings_it_trains_with_and_refuses_the_othe
         sh.fit(Airbench94Net(), data, recipe, device="cpu", progress=False)
     with pytest.raises(ValueError, match="fit trains whole epochs"):
         sh.fit(sh.AttentionCNN(), data, sh.get_recipe("smoke", epochs=1.5), device="cpu", progress=False)
+
+
+def test_attention_learns_in_float32_inside_the_float16_network():
+    """On CUDA the gpu recipe runs the network in float16 (airbench's choice). The attention layer's own
+    parameters must stay float32: its temperature starts at log 10 = 2.303, where float16's spacing is about
+    0.002, so the small steps it takes would round away and it could never learn. A CPU stand-in in float16."""
+    torch.manual_seed(0)
+    model = Airbench94Net(widths=(16, 32, 32), heads=2, **sh.recipes.RECOMMENDED_ATTENTION)
+    layer = next(m for m in model.modules() if isinstance(m, sh.SelfAttention))
+    start = {name: p.detach().clone().float() for name, p in layer.named_parameters()}
+    model = speedrun.prepare_net(model, torch.device("cpu"), dtype=torch.float16)
+    assert model[2].conv1.weight.dtype == torch.float16  # the rest of the network is float16, as on CUDA
+    assert {p.dtype for p in layer.parameters()} == {torch.float32}
+    images, labels = _tiny_cifar(512)
+    loader = speedrun.Loader(speedrun.to_float_images(images, torch.device("cpu")).half(), labels, batch_size=64)
+    history = speedrun.train94(model, loader, epochs=12 / len(loader))  # 12 steps
+    assert len(history) == 2 and model(loader.normalize(loader.images[:4])).dtype == torch.float16
+    moved = {name: (p.detach().float() - start[name]).abs().max().item() for name, p in layer.named_parameters()}
+    assert moved["log_temperature"] > 0 and moved["position_table"] > 0 and moved["gamma"] > 0, moved
+    # and by steps finer than float16 can hold: the temperature is no longer a float16 number. (At airbench's
+    # widths a float16 temperature never leaves float16's nearest value to log 10, 2.3027: every step is
+    # smaller than half the spacing there, while a float32 one moves by about 3e-3 in 12 steps.)
+    t = layer.log_temperature.detach()
+    assert (t.half().float() != t).all(), t
