@@ -20,7 +20,7 @@ from .data import (CIFAR10_CLASSES, CIFAR10_URL, DATASETS, LONG_RANGE_PALETTE, C
 from .models import MODELS, AttentionCNN, CNNWithoutAttention, CNNWithSelfAttention, LongRangeCNN, build_model
 # checkpoints and recipes: notebooks 07-08 and the CLI `python -m sacnn_helpers.train`
 from .checkpoints import CheckpointError, load_checkpoint, load_model, read_checkpoint, save_checkpoint
-from .recipes import RECIPES, Recipe, build_recipe_model, get_recipe, load_recipe_data
+from .recipes import RECIPES, Recipe, build_recipe_model, choose_recipe, get_recipe, load_recipe_data
 # where code runs, and the training loop
 from .runtime import get_device, is_smoke_run, seed_everything
 from .training import evaluate, fit, train_one_epoch

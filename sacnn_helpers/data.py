@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .runtime import memory_format
+
 log = logging.getLogger(__name__)
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -406,7 +408,7 @@ def shift_and_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, mir
         # advanced indexing puts the broadcast B x H x W axes first: B x H x W x C -> B x C x H x W
         images = padded[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
-    return images.contiguous(memory_format=torch.channels_last)
+    return images.contiguous(memory_format=memory_format(dev))
 
 
 def augment(images: torch.Tensor, translate: int = 2, flip: bool = True,

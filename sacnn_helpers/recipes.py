@@ -1,13 +1,20 @@
 """Recipes: named training presets (model, data sizes, optimiser, schedule, speed switches) per data set."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from .data import ImageSet, load_dataset, split_data
 from .models import build_model
+from .runtime import is_smoke_run
+
+RECIPE_ENV = "SACNN_RECIPE"  # names the recipe a notebook trains with, whatever the device (SACNN_RECIPE=gpu)
+# A recipe other than `cpu` in a smoke run: the same settings on a toy subset (full batches for airbench94's loop)
+SMOKE_SIZES: dict[str, Any] = dict(train_limit=1024, test_limit=256, batch_size=128, epochs=1)
 
 
 @dataclass(frozen=True)
@@ -19,7 +26,8 @@ class Recipe:
     learning rate rises linearly from 0 to `lr` over the first `warmup` fraction of steps and falls
     linearly back to 0. Augmentation: random shifts of up to `translate` pixels and horizontal flips, on
     uint8 batches on the training device. Speed switches: `amp` (bf16 autocast; None = on for CUDA only),
-    `compile` (`torch.compile`), `channels_last`, `tf32` (CUDA float32 matmuls), `deterministic`.
+    `compile` (`torch.compile`), `channels_last` (on CUDA and the CPU; never on MPS: `runtime.memory_format`),
+    `tf32` (CUDA float32 matmuls), `deterministic`.
     """
 
     name: str
@@ -113,6 +121,29 @@ def get_recipe(name: str, dataset: str = "cifar10", **changes: Any) -> Recipe:
         known = ", ".join(sorted(RECIPES.get(dataset, {}))) or "none"
         raise ValueError(f"no recipe {name!r} for dataset {dataset!r}; recipes for {dataset!r}: {known}")
     return replace(RECIPES[dataset][name], **changes)
+
+
+def choose_recipe(device: torch.device, dataset: str = "cifar10") -> Recipe:
+    """The recipe a notebook trains with on `device`: `gpu` on CUDA where `dataset` has one, else `cpu`.
+
+    $SACNN_RECIPE names another recipe on any device: `SACNN_RECIPE=gpu` takes a notebook's GPU branch on a
+    CPU, which is how the tests run that branch without a GPU (a data set without that recipe keeps the choice
+    by device; a name no data set has is an error). In a smoke run ($SACNN_SMOKE) the choice is
+    kept at toy size: the `smoke` recipe stands for `cpu`, any other recipe keeps its settings on
+    `SMOKE_SIZES` images and epochs.
+    """
+    ours = RECIPES.get(dataset, {})
+    forced = os.environ.get(RECIPE_ENV)
+    if forced and not any(forced in by_name for by_name in RECIPES.values()):
+        known = ", ".join(sorted({n for by_name in RECIPES.values() for n in by_name}))
+        raise ValueError(f"${RECIPE_ENV}={forced!r} names no recipe (known: {known}); unset it to choose by device")
+    if forced in ours:  # a recipe of another data set only (gpu for long-range) leaves the choice to the device
+        name = forced
+    else:
+        name = "gpu" if device.type == "cuda" and "gpu" in ours else "cpu"
+    if not is_smoke_run():
+        return get_recipe(name, dataset)
+    return get_recipe("smoke", dataset) if name in ("cpu", "smoke") else get_recipe(name, dataset, **SMOKE_SIZES)
 
 
 def build_recipe_model(recipe: Recipe, train: ImageSet | None = None, model: str | None = None,

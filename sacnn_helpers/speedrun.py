@@ -58,7 +58,7 @@ def prepare_net(model: nn.Module, device: torch.device, dtype: torch.dtype | Non
     channels_last, BatchNorm kept in float32. Ours: each attention layer is kept in float32 too, its input
     taken to float32 and its output back to the input's dtype. In float16 its temperature (log 10 = 2.30,
     where float16's spacing is 0.002) could not move: every step it takes is smaller than half the spacing."""
-    model = model.to(device, dtype=dtype or compute_dtype(device), memory_format=torch.channels_last)
+    model = model.to(device, dtype=dtype or compute_dtype(device), memory_format=runtime.memory_format(device))
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.float()
@@ -87,7 +87,7 @@ def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 N x C x H x W -> the device's dtype in 0..1, channels_last (airbench's `CifarLoader.images`)."""
     x = images.to(device)
     x = x.half() if compute_dtype(device) == torch.float16 else x.float()
-    return (x / 255).to(memory_format=torch.channels_last)
+    return (x / 255).to(memory_format=runtime.memory_format(device))
 
 
 def batch_flip_lr(inputs: torch.Tensor) -> torch.Tensor:

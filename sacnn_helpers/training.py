@@ -75,6 +75,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     restores the model's training mode. `mean`/`std`: per channel, 0..255 units. Under torchrun each
     process scores its own share of the images (every image exactly once) and the sums are added up.
     """
+    if len(labels) == 0:
+        raise ValueError("evaluate got no images: an empty split (the gpu recipe holds out no validation images, "
+                         "val_size=0); score another split, such as data['test']")
     was_training = model.training
     model.eval()
     device = runtime.model_device(model)
@@ -85,7 +88,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     try:
         for i in range(rank * batch_size, len(labels), world * batch_size):
             x = normalise(images[i:i + batch_size].to(device), mean, std).contiguous(
-                memory_format=torch.channels_last)
+                memory_format=runtime.memory_format(device))
             y = labels[i:i + batch_size].to(device)
             with _autocast(device, amp):
                 logits = model(x).float()
@@ -138,9 +141,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: d
         dy, dx, mirror = draw_augmentation(len(idx), recipe.translate, recipe.flip, aug_gen)
         mine = slice(rank * len(idx) // world, (rank + 1) * len(idx) // world)  # this process's share
         x = shift_and_flip(train["images"][idx[mine]], dy[mine], dx[mine], mirror[mine], recipe.translate)
-        x = normalise(x, train["mean"], train["std"])
-        if not recipe.channels_last:
-            x = x.contiguous()
+        x = normalise(x, train["mean"], train["std"]).contiguous(
+            memory_format=runtime.memory_format(device, recipe.channels_last))
         y = train["labels"][idx[mine]]
         net = eager if eager is not None and len(idx) < batch else model
         with _autocast(device, amp):
@@ -229,7 +231,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
         raise ValueError(f"fit trains whole epochs, got epochs={recipe.epochs}; only the gpu recipe "
                          f"(airbench94's training) stops part-way into its last epoch")
     history: list[dict[str, Any]] = [] if blob is None else list(blob["meta"]["history"])
-    model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
+    model.to(device, memory_format=runtime.memory_format(device, recipe.channels_last))
     optimizer = make_optimizer(model, recipe)
     if blob is not None:
         optimizer.load_state_dict(blob["meta"]["optimizer"])

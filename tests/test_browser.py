@@ -109,6 +109,7 @@ def lab(tmp_path):
         log.close()
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
     from playwright.sync_api import sync_playwright
 

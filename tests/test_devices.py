@@ -36,6 +36,7 @@ def test_the_float64_detector_sees_a_float64_op():
     assert mode.ops == ["aten.zeros.default"]
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_fit_and_every_measuring_helper_run_without_float64(real_cifar10, tmp_path):
     recipe = sh.get_recipe("smoke", epochs=2)
     data = sh.load_recipe_data(recipe)

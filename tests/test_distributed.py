@@ -30,6 +30,7 @@ def weights(tmp_path: Path, name: str) -> dict:
     return read_checkpoint(tmp_path / f"{name}.pt")["state_dict"]
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_two_processes_match_one_without_batchnorm(tmp_path):
     """No BatchNorm, so the only difference is the order of floating-point sums: weights agree to 1e-4."""
     args = ["--dataset", "long-range", "--recipe", "smoke", "--model", "CNNWithSelfAttention", "--epochs", "2"]
@@ -43,6 +44,7 @@ def test_two_processes_match_one_without_batchnorm(tmp_path):
                                                                       rel=1e-4)
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_two_processes_on_the_smoke_recipe(tmp_path, cli_smoke_run):
     """With BatchNorm each process normalises its own half of the batch, so the runs differ a little. Stated
     tolerance: 0.15 in the epoch's mean training loss, about half the spread between seeds of this one-epoch
@@ -57,6 +59,7 @@ def test_two_processes_on_the_smoke_recipe(tmp_path, cli_smoke_run):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.json", "two.pt"]
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_a_run_resumes_under_torchrun(tmp_path, monkeypatch):
     """Epoch 1 of 2 in this process, interrupted; torchrun with 2 processes resumes from it."""
     import sacnn_helpers.training as training
@@ -79,6 +82,7 @@ def test_a_run_resumes_under_torchrun(tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "run.pt")["meta"]["finished"]
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_trained_uniform_attention_trains_under_torchrun(tmp_path, cli_smoke_run):
     """A layer trained with uniform maps never uses its query/key weights: they are frozen, so
     DistributedDataParallel does not wait for gradients that never come."""

@@ -15,6 +15,7 @@ def load_benchmark():
     return module
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_the_dry_run_runs_every_part_and_a_failure_loses_nothing(real_cifar10, tmp_path, monkeypatch):
     pytest.importorskip("airbench")
     gpu = load_benchmark()
@@ -35,6 +36,7 @@ def test_the_dry_run_runs_every_part_and_a_failure_loses_nothing(real_cifar10, t
     assert "DRY RUN" in md and "planted failure" in md
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_the_dry_run_calls_airbench_itself(real_cifar10, tmp_path):
     pytest.importorskip("airbench")
     gpu = load_benchmark()

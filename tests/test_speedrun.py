@@ -58,6 +58,7 @@ def test_the_shared_layers_start_the_same_with_and_without_attention():
     assert isinstance(attending[4], sh.SelfAttention) and attending[4].size == (7, 7)
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_twenty_steps_give_airbench94s_weights_and_tta_logits(airbench_on_cpu):
     """Same seed, same images: 1,024 images in batches of 128 for 2.5 epochs = 20 steps (lookahead at
     steps 5, 10, 15, 20; the whitening bias frozen after epoch 1) end on airbench's weights exactly."""
@@ -102,6 +103,7 @@ def test_the_optimiser_groups_add_only_the_attention_scores():
                                                                     layer.position_table)}
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_the_gpu_recipe_trains_through_fit_on_a_cpu_subset(real_cifar10, tmp_path):
     recipe = sh.get_recipe("gpu", train_limit=2048, test_limit=500, epochs=2, batch_size=128)
     data = sh.load_recipe_data(recipe)

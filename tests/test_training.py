@@ -439,6 +439,7 @@ def test_amp_is_on_for_cuda_only_by_default():
     assert result["amp"] is False and TINY.amp is None
 
 
+@pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_torch_compile_trains_the_same_model():
     pytest.importorskip("torch._dynamo")
     plain_model, plain = tiny_run(recipe=replace(TINY, epochs=1))
@@ -482,3 +483,40 @@ def test_fit_sets_a_whitening_layer_from_the_training_images(real_cifar10):
     expected.fit_to(normalise(data["train"].images, data["train"].mean, data["train"].std))
     torch.testing.assert_close(whitening.conv.weight, expected.conv.weight)  # set from the images, not trained
     assert model.config["whiten"] and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cli_will_not_train_the_gpu_recipe_on_the_cpu_unasked(capsys, monkeypatch):
+    import sacnn_helpers.train as cli
+    monkeypatch.setattr(cli, "load_recipe_data", lambda *a, **k: pytest.fail("no data may be loaded"))
+    with pytest.raises(SystemExit) as e:
+        main(["--recipe", "gpu"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "torch sees no CUDA GPU" in err and "--device cpu" in err
+
+
+@pytest.mark.parametrize("env, device, expected", [
+    ({}, "cpu", ("cpu", None)), ({}, "cuda", ("gpu", None)), ({}, "mps", ("cpu", None)),
+    ({"SACNN_SMOKE": "1"}, "cpu", ("smoke", 1024)), ({"SACNN_SMOKE": "1"}, "cuda", ("gpu", 1024)),
+    ({"SACNN_RECIPE": "gpu"}, "cpu", ("gpu", None)), ({"SACNN_RECIPE": "gpu", "SACNN_SMOKE": "1"}, "cpu", ("gpu", 1024)),
+    ({"SACNN_RECIPE": "cpu"}, "cuda", ("cpu", None)),
+])
+def test_notebooks_choose_their_recipe_by_device_unless_told(env, device, expected, monkeypatch):
+    monkeypatch.delenv("SACNN_SMOKE", raising=False)
+    monkeypatch.delenv("SACNN_RECIPE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    recipe = sh.choose_recipe(torch.device(device))
+    assert (recipe.name, recipe.train_limit) == expected
+    if recipe.name == "gpu" and recipe.train_limit:  # toy size, with the gpu recipe's own settings
+        assert (recipe.lr, recipe.trainer, recipe.val_size) == (11.5, "airbench94", 0)
+    assert sh.choose_recipe(torch.device(device), "long-range").name in ("cpu", "smoke")  # it has no gpu recipe
+    monkeypatch.setenv("SACNN_RECIPE", "gpuu")
+    with pytest.raises(ValueError, match="'gpuu' names no recipe"):
+        sh.choose_recipe(torch.device(device))
+
+
+def test_evaluate_refuses_an_empty_split_and_says_which():
+    with pytest.raises(ValueError, match="empty split.*data\\['test'\\]"):
+        training.evaluate(sh.AttentionCNN(), torch.zeros(0, 3, 32, 32, dtype=torch.uint8),
+                          torch.zeros(0, dtype=torch.long), [0.0] * 3, [1.0] * 3)
