@@ -1,7 +1,11 @@
 """GPU benchmark, one process on one GPU, most valuable runs first, each result saved the moment it ends.
 
-    python benchmarks/gpu.py                   # on a CUDA GPU: stops starting runs after --budget-s seconds
-    python benchmarks/gpu.py --dry-run         # every part at toy size on the CPU (about 20 s here): a rehearsal
+    python benchmarks/gpu.py                      # on a CUDA GPU: stops starting runs after --budget-s seconds
+    python benchmarks/gpu.py --dry-run --seeds 1  # every part once at toy size on the CPU: a rehearsal
+    python benchmarks/gpu.py --dry-run            # the same with the default 5 seeds
+
+What each form costs: on an H200 the real run fills its budget (default 540 s) with seeds; on our 2-core CPU the
+dry run takes about 22 s with --seeds 1 and about 9 s more per further seed (benchmarks/gpu_dry_run.md).
 
 The order: an untimed warm-up of both variants at the real batch size (cuDNN autotuning); (1) the `gpu`
 recipe (airbench94's training, `sacnn_helpers/speedrun.py`) with and without the attention layer, seed 0;
@@ -40,7 +44,7 @@ from sacnn_helpers import speedrun  # noqa: E402
 from sacnn_helpers.analysis import summarise  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-TOY = dict(train_limit=512, test_limit=256, batch_size=128, epochs=1.5)  # --dry-run sizes
+TOY = dict(train_limit=256, test_limit=128, batch_size=128, epochs=1.5)  # --dry-run sizes: 3 steps
 
 
 def versions(device: torch.device) -> dict[str, Any]:
@@ -224,7 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(out, device, args.dry_run)
     start = time.perf_counter()
     recipe = sh.get_recipe("gpu", **(TOY if args.dry_run else {}))
-    data = sh.load_recipe_data(recipe)
+    data: dict = {}
+
+    def load() -> dict[str, Any]:  # a run like the others: a missing data set is recorded, then we stop
+        data.update(sh.load_recipe_data(recipe))
+        return dict(train_images=len(data["train"]), test_images=len(data["test"]), source=data["train"].source)
+
+    if not log.run("data", load)["ok"]:
+        return 1
     warm = [False]
 
     def seed_runs(seed: int) -> None:
@@ -234,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         log.run("airbench", lambda: airbench_run(data["train"], data["test"], device, seed, args.dry_run, warm),
                 seed=seed)
 
-    if not args.dry_run:  # untimed: cuDNN autotuning at the timed shapes, allocator, lazy CUDA set-up
-        steps = 5 * recipe.batch_size / len(data["train"])  # 5 steps of the real batch, then the TTA pass
-        for attention in (True, False):
-            log.run("warm-up", lambda: recipe_run(data, device, 99, attention, False, epochs=steps),
-                    attention=attention)
+    # untimed: cuDNN autotuning at the timed shapes, allocator, lazy CUDA set-up; rehearsed with 1 step
+    steps = (1 if args.dry_run else 5) * recipe.batch_size / len(data["train"])  # steps of the real batch, then TTA
+    for attention in (True, False):
+        log.run("warm-up", lambda: recipe_run(data, device, 99, attention, args.dry_run, epochs=steps),
+                attention=attention)
     seed_runs(0)
     reserve = 30.0  # seconds kept for the throughput table, which comes last
     per_seed = max(1.0, sum(r["wall_seconds"] for r in log.rows if r.get("seed") == 0))

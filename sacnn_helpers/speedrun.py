@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.transforms.functional import normalize
 
 from . import runtime
 from .attention import SelfAttention, attention_gammas, score_parameters
@@ -120,7 +119,10 @@ class Loader:
         self.proc: dict[str, torch.Tensor] = {}
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return normalize(images, CIFAR_MEAN.tolist(), CIFAR_STD.tolist())
+        """torchvision's `normalize` as airbench calls it: mean and std in the images' dtype, subtract, divide."""
+        mean = CIFAR_MEAN.to(images.device, images.dtype).view(-1, 1, 1)
+        std = CIFAR_STD.to(images.device, images.dtype).view(-1, 1, 1)
+        return (images - mean) / std
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size

@@ -152,6 +152,7 @@ def test_bfloat16_autocast_matches_float32():
     torch.testing.assert_close(explicit.float(), ref, atol=5e-2, rtol=5e-2)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_half_precision_matches():
     layer = make_layer(c=64, heads=1).cuda()
