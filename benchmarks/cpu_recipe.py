@@ -184,7 +184,7 @@ def main() -> None:
              f"(1, 5, 15 min) before each run is listed. Variants: `attention` (the recipe: the recommended layer and a "
              f"max-pooling head), `no-attention` (the layer left out), `trained-uniform` (the same network trained "
              f"with every map fixed to uniform, `--uniform-attention`), `attention-pool` (no layer; an attention-pooling "
-             f"head, notebook 10), `avg-pool` (no layer; average pooling, the attention pool's uniform twin), "
+             f"head, notebook 11), `avg-pool` (no layer; average pooling, the attention pool's uniform twin), "
              f"`layer+attention-pool` (both). Uniform-ablation cost: a run's test accuracy (single view) with its trained "
              f"maps minus with uniform maps swapped in at test time (every layer and pool; a pool then averages); "
              f"[low, high] is a 95 % t-interval over seeds. Maps: the last epoch's statistics on 256 validation "

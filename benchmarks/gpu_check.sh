@@ -6,7 +6,7 @@
 #   2. benchmarks/gpu.py with what is left but the notebook's reserve: an untimed warm-up, the gpu recipe with and
 #      without attention (seed 0), airbench94 itself, more paired seeds while time allows, then the throughput
 #      table. Every run, the data set's loading included, is appended to $OUT/gpu_runs.jsonl the moment it ends;
-#   3. notebook 07 at full size on CUDA (SACNN_SMOKE=0, strict nbval): the gpu recipe with and without attention.
+#   3. notebook 08 at full size on CUDA (SACNN_SMOKE=0, strict nbval): the gpu recipe with and without attention.
 # Prepare on the CPU machine: `bash tools/gpu_payload.sh` makes .cifar/ (the offline CIFAR-10 copy) and .whl/
 # (the wheels the GPU machine lacks, tools/check_gpu_wheels.sh checks them) and prints the size that travels.
 # Then on the GPU machine, with .cifar and .whl carried:  bash benchmarks/gpu_check.sh [--budget-s 540]
@@ -46,7 +46,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '|', torch.cuda.get_device_name())" \
   || exit 1
 
-notebook_reserve=$(( budget * 30 / 100 ))  # notebook 07 at full size: data, two gpu-recipe runs, 300 plain steps
+notebook_reserve=$(( budget * 30 / 100 ))  # notebook 08 at full size: data, two gpu-recipe runs, 300 plain steps
 tests_budget=$(( budget / 4 ))
 timeout "$tests_budget" python3 -m pytest -m cuda tests -v -p no:cacheprovider -o addopts="" 2>&1 | tee "$OUT/gpu_pytest.log"
 tests=${PIPESTATUS[0]}
@@ -59,7 +59,7 @@ echo "gpu_check: benchmark exit $bench after $(elapsed) s"
 
 left=$(( budget - $(elapsed) ))
 SACNN_SMOKE=0 timeout "$left" python3 -m pytest --nbval -v -p no:cacheprovider -o addopts="" \
-  notebooks/07_train_on_cifar10.ipynb 2>&1 | tee "$OUT/gpu_notebook07.log"
+  notebooks/08_train_on_cifar10.ipynb 2>&1 | tee "$OUT/gpu_notebook07.log"
 notebook=${PIPESTATUS[0]}
-echo "gpu_check: notebook 07 at full size exit $notebook after $(elapsed) s in all (budget $budget s)"
+echo "gpu_check: notebook 08 at full size exit $notebook after $(elapsed) s in all (budget $budget s)"
 exit $(( tests || bench || notebook ))

@@ -134,7 +134,7 @@ class SelfAttention(nn.Module):
         residual: if True, out = gamma * context + x with a learnable `gamma` starting at `gamma_init`;
             if False, out = context (the written summary's block, which replaces the conv features).
         gamma_init: gamma's start. 0 (SAGAN) makes the layer begin as the identity, but then no gradient
-            reaches the query and key projections until gamma has moved (notebook 09).
+            reaches the query and key projections until gamma has moved (notebook 10).
         qk_norm: cosine attention: each head's query and key vectors are scaled to length 1 and the score
             is their cosine times a learned per-head temperature (starting at `temperature_init`), instead of
             Q Kᵀ / sqrt(d_k). The temperature sets how sharp the maps can be, independent of the size of

@@ -1,5 +1,5 @@
 """Data: images and labels held as whole tensors (`ImageSet`), CIFAR-10 read offline from the official
-python layout without trusting pickle, notebook 09's synthetic long-range task, the train/validation/test
+python layout without trusting pickle, notebook 10's synthetic long-range task, the train/validation/test
 splits a recipe asks for, and augmentation as tensor operations on the training device."""
 from __future__ import annotations
 
@@ -243,7 +243,7 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
     return _read_cifar10_folder(folder, train, transform)
 
 
-# === A synthetic task that needs long-range attention (notebook 09) ================================
+# === A synthetic task that needs long-range attention (notebook 10) ================================
 
 # Eight colours far apart from each other (RGB 0..255); `make_long_range` uses the first `num_colours`.
 LONG_RANGE_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
@@ -271,7 +271,7 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
     if distance + mark_size - 1 <= 2L (`LongRangeCNN.receptive_field`). The defaults (2x2 marks 8 to 10
     apart) are out of reach of every unit of a depth-3 network (8 - 2 + 1 = 7 > 6). When no unit sees a
     pixel of both marks, every feature depends on one mark only, and a global average pool + linear head
-    adds the two marks' contributions: it cannot tell "same" from "different" (see notebook 09).
+    adds the two marks' contributions: it cannot tell "same" from "different" (see notebook 10).
 
     Deterministic: the same arguments give the same tensors (one `torch.Generator` seeded with `seed`).
     """
@@ -320,7 +320,7 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
 
 def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = True, train_size: int = 10_000,
                     test_size: int = 2_000, **params: Any) -> tuple[ImageSet, ImageSet]:
-    """Notebook 09's "same colour?" task, generated in memory: training images from seed 0, test images
+    """Notebook 10's "same colour?" task, generated in memory: training images from seed 0, test images
     from seed 1 (the same task, other images), normalised with the training images' statistics.
     `data_dir` and `download` are not used (they are there to match `load_cifar10_splits`)."""
     train = make_long_range(train_size, seed=0, **params)

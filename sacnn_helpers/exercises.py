@@ -1,6 +1,6 @@
 """Check cells for the notebooks' exercises: say whether an answer is right, without showing the answer.
 
-    check("07.1", row_of_3_6)                  # a value the learner works out
+    check("08.1", row_of_3_6)                  # a value the learner works out
     check("04.3", my_layer(x), x)              # a function the learner writes, compared on given inputs
 
 Each exercise has an entry in EXPECTED: a function that computes the expected value (from the inputs the
@@ -240,20 +240,20 @@ def _wide_parameters() -> int:
     return sum(p.numel() for p in wide.parameters())
 
 
-# --- notebook 07 ---
-@exercise("07.1")
+# --- notebook 08 ---
+@exercise("08.1")
 def _optimizer_steps_of_the_cpu_recipe() -> int:
     from .recipes import get_recipe
     r = get_recipe("cpu")
     return math.ceil((50_000 - r.val_size) / r.batch_size) * r.epochs
 
 
-@exercise("07.2")
+@exercise("08.2")
 def _augmented_versions_of_one_image() -> int:
     return (2 * 4 + 1) ** 2 * 2
 
 
-@exercise("07.3")
+@exercise("08.3")
 def _step_of_the_peak_learning_rate() -> int:
     from .recipes import get_recipe
     from .training import learning_rate
@@ -263,83 +263,83 @@ def _step_of_the_peak_learning_rate() -> int:
     return lrs.index(max(lrs))
 
 
-@exercise("07.4")
+@exercise("08.4")
 def _steps_per_pass() -> int:
     return math.ceil(45_000 / 256)
-# --- notebook 08 ---
-@exercise("08.1")
+# --- notebook 09 ---
+@exercise("09.1")
 def _row_of_3_6_and_the_pixel_x_times_y_picks() -> tuple[int, tuple[int, int]]:
     from .attention import pixel_index
     wrong = 6 * 3
     return pixel_index(3, 6, 8), (wrong // 8, wrong % 8)
 
 
-@exercise("08.2")
+@exercise("09.2")
 def _token_of_image_pixel_17_30() -> tuple[int, int]:
     from .visualisation import map_pixel
     return map_pixel(17, 30, (32, 32), (8, 8))
 
 
-@exercise("08.3")
+@exercise("09.3")
 def _query_dependence_of(weights: torch.Tensor) -> torch.Tensor:
     from .analysis import query_dependence
     return query_dependence(weights[None])
 
 
-@exercise("08.4")
+@exercise("09.4")
 def _uniform_distance_on_2x2() -> float:
     from .analysis import uniform_attention_distance
     return uniform_attention_distance(2, 2)
-# --- notebook 09 ---
-@exercise("09.1")
+# --- notebook 10 ---
+@exercise("10.1")
 def _receptive_field_of_depth_5() -> int:
     from .models import LongRangeCNN
     return LongRangeCNN(depth=5, attention=False).receptive_field
 
 
-@exercise("09.2")
+@exercise("10.2")
 def _depth_to_see_a_pixel_of_marks_12_apart() -> int:
     return min(depth for depth in range(1, 50) if 12 - 2 + 1 <= 2 * depth)
 
 
-@exercise("09.3")
+@exercise("10.3")
 def _max_pool_could_cheat() -> bool:
     return True
 
 
-@exercise("09.5")
+@exercise("10.5")
 def _shallow_max_pool_solves_it() -> bool:
     # measured: LongRangeCNN(depth=1, attention=False, pool="max"), the long-range cpu recipe, seeds 0-4:
-    # 1.0, 0.9995, 1.0, 1.0, 1.0 test accuracy (notebook 09, exercise 5)
+    # 1.0, 0.9995, 1.0, 1.0, 1.0 test accuracy (notebook 10, exercise 5)
     return True
 
 
-@exercise("09.4")
+@exercise("10.4")
 def _layers_to_connect_30_pixels() -> tuple[int, int]:
     return 30, 1
 
 
-# --- notebook 10 ---
-@exercise("10.1")
+# --- notebook 11 ---
+@exercise("11.1")
 def _pool_weights_and_channels_per_head() -> tuple[int, int]:
     from .attention import AttentionPool
     pool = AttentionPool(128, heads=8, size=(4, 4))
     return pool.heads * pool.size[0] * pool.size[1], pool.channels // pool.heads
 
 
-@exercise("10.2")
+@exercise("11.2")
 def _pool_parameters() -> int:
     from .attention import AttentionPool
     return sum(p.numel() for p in AttentionPool(128, heads=8, size=(4, 4)).parameters())
 
 
-@exercise("10.3")
+@exercise("11.3")
 def _pool_by_hand(x, pool):
     with torch.no_grad():
         return pool(x)
 
 
-@exercise("10.4")
+@exercise("11.4")
 def _sharp_self_scored_pooling_is() -> str:
     # one head per channel, scores = t * the channel's own value: softmax(t * v) -> one-hot at the largest v
     # as t grows, so the weighted sum tends to the channel's maximum

@@ -207,7 +207,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
 
 
 class LongRangeCNN(ReportsAttention, nn.Module):
-    """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 09).
+    """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 10).
 
     `depth` blocks of conv 3x3 (padding 1) -> BatchNorm -> ReLU keep the image size; the attention layer
     (residual, `gamma` starting at `gamma_init`, 1.0 by default) follows block `attention_after`. The head
@@ -225,7 +225,7 @@ class LongRangeCNN(ReportsAttention, nn.Module):
         in_channels: channels of the input images.
         gamma_init: the attention layer's starting `gamma`. 1.0 here, not SAGAN's 0: with the SGD
             recipe and gamma starting at 0 the layer stayed off (gamma ~0.01, 50% accuracy after
-            6 epochs); starting at 1 it solves the task in 2-3 epochs (measured, notebook 09).
+            6 epochs); starting at 1 it solves the task in 2-3 epochs (measured, notebook 10).
         pool: "mean" (the default: the head adds one score per mark) or "max" (each channel's largest
             value: "is this colour anywhere?", which solves the task without seeing both marks at once).
     """

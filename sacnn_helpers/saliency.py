@@ -1,4 +1,4 @@
-"""Attention against other explanations: gradient saliency maps and the deletion/insertion test (notebook 08).
+"""Attention against other explanations: gradient saliency maps and the deletion/insertion test (notebook 09).
 
 Three ways to rank the cells of the attention layer's map (an 8 x 8 grid of 4 x 4-pixel patches on a 32 x 32
 image) by how much the prediction should depend on them:

@@ -1,4 +1,4 @@
-"""Notebook 08's sliders in a real browser: JupyterLab driven by headless Chromium through Playwright.
+"""Notebook 09's sliders in a real browser: JupyterLab driven by headless Chromium through Playwright.
 
 The test copies the notebook (and the shipped weights) into a temporary folder, starts JupyterLab there,
 runs all cells, moves every slider one step with the keyboard (the epoch slider among them: the shipped
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = "08_attention_maps.ipynb"
+NOTEBOOK = "09_attention_maps.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 HOW = "install Chromium and Playwright to run it: `apt-get install -y chromium` and `pip install playwright`"
 # what the notebook's status line says after the explorer's first draw (8x8 map: query at its centre)
@@ -126,11 +126,11 @@ def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
                                    "?.session?.kernel?.status === 'idle'", timeout=30_000)
             # Clear the stored outputs first, so everything waited for below comes from this run.
             page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
-            page.wait_for_function("() => !document.body.innerText.includes('exercise 08.4:')",
+            page.wait_for_function("() => !document.body.innerText.includes('exercise 09.4:')",
                                    timeout=10_000)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             # The last cell (exercise 4's check) prints this once everything above ran.
-            page.get_by_text("exercise 08.4:").wait_for(timeout=45_000)
+            page.get_by_text("exercise 09.4:").wait_for(timeout=45_000)
 
             box = page.locator(".widget-vbox").filter(has=page.locator(".widget-slider")).first
             box.scroll_into_view_if_needed()
@@ -173,7 +173,7 @@ def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
                 assert after != before, f"slider {names[i]!r} did not change the picture"
                 print(f"slider {names[i]!r}: new picture {1000 * (time.perf_counter() - pressed):.0f} ms after the key press")
 
-            # A click inside the first row's image, up and to the left of its centre (with notebook 08's three
+            # A click inside the first row's image, up and to the left of its centre (with notebook 09's three
             # networks the figure puts that image at about 3-27 % of the picture's width and 8-31 % of its
             # height), picks the map cell under it.
             before_src = picture.get_attribute("src")

@@ -1,4 +1,4 @@
-"""The synthetic long-range task: generator, model and CLI registration (notebook 09)."""
+"""The synthetic long-range task: generator, model and CLI registration (notebook 10)."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""The pictures of notebook 08 show the right row of the attention matrix, at the right place."""
+"""The pictures of notebook 09 show the right row of the attention matrix, at the right place."""
 import pytest
 import torch
 
