@@ -38,10 +38,11 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package, and tests/airbench_harness.py
 import sacnn_helpers as sh  # noqa: E402
 from sacnn_helpers import speedrun  # noqa: E402
 from sacnn_helpers.analysis import summarise  # noqa: E402
+import airbench_harness  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TOY = dict(train_limit=256, test_limit=128, batch_size=128, epochs=1.5)  # --dry-run sizes: 3 steps
@@ -98,8 +99,8 @@ def airbench_run(train: sh.ImageSet, test: sh.ImageSet, device: torch.device, se
     from airbench import utils
     batch = TOY["batch_size"] if dry_run else 1024
     with tempfile.TemporaryDirectory() as tmp:
-        speedrun.write_airbench_data(tmp, train, test)
-        context = speedrun.airbench_on_cpu(tmp) if device.type != "cuda" else _chdir(tmp)
+        airbench_harness.write_airbench_data(tmp, train, test)
+        context = airbench_harness.airbench_on_cpu(tmp) if device.type != "cuda" else _chdir(tmp)
         with context:
             loader = utils.CifarLoader("cifar10", train=True, batch_size=batch, aug=dict(flip=True, translate=2),
                                        altflip=True)

@@ -8,7 +8,7 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .runtime import memory_format
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -422,3 +425,10 @@ def augment(images: torch.Tensor, translate: int = 2, flip: bool = True,
     """
     dy, dx, mirror = draw_augmentation(len(images), translate, flip, generator)
     return shift_and_flip(images, dy, dx, mirror, translate)
+
+
+def load_recipe_data(recipe: Recipe, data_dir: str | None = None, download: bool = True) -> dict[str, ImageSet]:
+    """The recipe's data set split as it trains on it: {"train", "val", "test"} (`load_dataset`, then
+    `split_data` with the recipe's validation size and limits)."""
+    train, test = load_dataset(recipe.dataset, data_dir, download=download)
+    return split_data(train, test, recipe.val_size, recipe.train_limit, recipe.test_limit)

@@ -5,7 +5,7 @@ for a data set) and keeps its constructor arguments in `self.config` (so a check
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -13,6 +13,10 @@ import torch.nn as nn
 from .analysis import attention_report, attention_snapshot
 from .attention import AttentionPool, SelfAttention
 from .runtime import symmetric_eigh
+
+if TYPE_CHECKING:
+    from .data import ImageSet
+    from .recipes import Recipe
 
 
 class ReportsAttention:
@@ -79,40 +83,6 @@ class CNNWithoutAttention(CNNWithSelfAttention):
         self.config = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
-class PatchWhitening(nn.Module):
-    """A frozen first layer that whitens 2x2 image patches, then GELU (Keller Jordan's airbench).
-
-    Its 2 * C * 4 filters are the eigenvectors of the covariance of 2x2 patches of the training images,
-    scaled by 1/sqrt(eigenvalue), each with its negative: the outputs are decorrelated, unit-variance
-    patch features, which later layers learn from faster. `fit_to(images)` sets the filters from
-    (normalised) images; the layer is not trained. The 2x2 convolution without padding makes a 32 x 32
-    image 31 x 31.
-    """
-
-    def __init__(self, in_channels: int = 3, kernel_size: int = 2) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, 2 * in_channels * kernel_size ** 2, kernel_size, bias=False)
-        self.conv.weight.requires_grad_(False)
-
-    @property
-    def out_channels(self) -> int:
-        return self.conv.out_channels
-
-    @torch.no_grad()
-    def fit_to(self, images: torch.Tensor, eps: float = 5e-4) -> None:
-        """Set the filters from N x C x H x W float images (a few thousand are plenty)."""
-        c, k = self.conv.in_channels, self.conv.kernel_size[0]
-        patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # N x C x H' x W' x k x k
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)  # one row per patch
-        covariance = patches.T @ patches / len(patches)
-        eigenvalues, eigenvectors = symmetric_eigh(covariance)  # on the CPU for MPS, which has no eigh
-        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, c, k, k)
-        self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.gelu(self.conv(x))
-
-
 class AttentionCNN(ReportsAttention, nn.Module):
     """The network the series recommends for real training: downsample first, attend on a small map.
 
@@ -131,8 +101,6 @@ class AttentionCNN(ReportsAttention, nn.Module):
         heads, qk_channels, gamma_init, qk_norm, temperature_init, position: passed to `SelfAttention`.
         in_channels: channels of the input images.
         image_size: side of the square input images (sets the map size of a relative-position table).
-        whiten: start with a frozen `PatchWhitening` layer (32 x 32 -> 31 x 31; the `gpu` recipe);
-            `fit` sets it from the training images.
         replace_conv: the attention layer takes the place of its stage's second 3x3 convolution (as in
             BoTNet, Srinivas et al. 2021) instead of following the stage, so that it, not a convolution,
             mixes that stage's pixels.
@@ -148,7 +116,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
                  attention: bool = True, attention_at: list[int] | tuple[int, ...] = (2,), heads: int = 1,
                  qk_channels: int | None = None, in_channels: int = 3, image_size: int = 32,
                  gamma_init: float = 0.0, qk_norm: bool = False, temperature_init: float = 10.0,
-                 position: str | None = None, whiten: bool = False, replace_conv: bool = False,
+                 position: str | None = None, replace_conv: bool = False,
                  uniform_attention: bool = False, pool: str = "max", pool_heads: int = 8) -> None:
         super().__init__()
         if pool not in ("max", "avg", "attention"):
@@ -164,13 +132,10 @@ class AttentionCNN(ReportsAttention, nn.Module):
                            attention_at=attention_at, heads=heads, qk_channels=qk_channels,
                            in_channels=in_channels, image_size=image_size, gamma_init=gamma_init,
                            qk_norm=qk_norm, temperature_init=temperature_init, position=position,
-                           whiten=whiten, replace_conv=replace_conv, uniform_attention=uniform_attention,
+                           replace_conv=replace_conv, uniform_attention=uniform_attention,
                            pool=pool, pool_heads=pool_heads)
         layers: list[nn.Module] = []
         c_in, side = in_channels, image_size
-        if whiten:
-            layers.append(PatchWhitening(in_channels))
-            c_in, side = layers[0].out_channels, image_size - 1
         for stage, width in enumerate(widths, start=1):
             side //= 2
             layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
@@ -192,12 +157,6 @@ class AttentionCNN(ReportsAttention, nn.Module):
         # built last, so a seed gives every other layer the same weights whatever the pooling
         self.pool = (AttentionPool(c_in, heads=pool_heads, size=(side, side), uniform=uniform_attention)
                      if pool == "attention" else None)
-
-    def fit_to_data(self, images: torch.Tensor) -> None:
-        """Set the frozen whitening layer (if any) from normalised training images; `fit` calls this once."""
-        for layer in self.features:
-            if isinstance(layer, PatchWhitening):
-                layer.fit_to(images)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -315,6 +274,21 @@ class Scale(nn.Module):
         return x * self.scale
 
 
+@torch.no_grad()
+def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
+    """Set a 2x2 conv to whiten image patches: eigenvectors of their covariance over sqrt(eigenvalue + eps),
+    each with its negative. airbench's `init_whitening_conv`, but for `runtime.symmetric_eigh` (Apple MPS has
+    no eigh)."""
+    c, (h, w) = images.shape[1], layer.weight.shape[2:]
+    patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
+    flat = patches.view(len(patches), -1)
+    eigenvalues, eigenvectors = symmetric_eigh((flat.T @ flat) / len(patches), "U")
+    eigenvalues = eigenvalues.flip(0).view(-1, 1, 1, 1).to(layer.weight.device)
+    eigenvectors = eigenvectors.T.reshape(c * h * w, c, h, w).flip(0).to(layer.weight.device)
+    scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
+    layer.weight.data[:] = torch.cat((scaled, -scaled))
+
+
 class Airbench94Net(ReportsAttention, nn.Sequential):
     """airbench94's network, layer for layer, with an optional `SelfAttention` after one of its groups.
 
@@ -359,7 +333,6 @@ class Airbench94Net(ReportsAttention, nn.Sequential):
     def fit_to_data(self, images: torch.Tensor) -> None:
         """Set the frozen whitening conv from normalised training images (what `fit` calls once; the gpu
         recipe's airbench94 training does the same itself)."""
-        from .speedrun import init_whitening_conv  # speedrun trains this network; imported late, no cycle
         init_whitening_conv(self[0], images)
 
 
@@ -373,4 +346,26 @@ def build_model(architecture: str, **config: Any) -> nn.Module:
     """Build a model from its class name (a key of `MODELS`) and constructor arguments."""
     if architecture not in MODELS:
         raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(sorted(MODELS))}")
+    if config.pop("whiten", False):  # older checkpoints store whiten=False; the layer is gone
+        raise ValueError("AttentionCNN(whiten=True) was removed: train Airbench94Net for a whitening layer")
     return MODELS[architecture](**config)
+
+
+def build_recipe_model(recipe: Recipe, train: ImageSet | None = None, model: str | None = None,
+                       **overrides: Any) -> nn.Module:
+    """Build the recipe's model (or the class named `model`, with its defaults) sized for `train`.
+
+    With `train`: `num_classes`, `in_channels` and `image_size` come from its classes and images (every
+    model takes them). `overrides` win over both.
+    """
+    name = model or recipe.model
+    config = dict(recipe.model_config) if name == recipe.model else {}
+    if train is not None:
+        _, channels, height, width = train.images.shape
+        if height != width:
+            raise ValueError(f"the models take square images; these are {height}x{width}: crop or resize them")
+        config.setdefault("num_classes", len(train.classes))
+        config.setdefault("in_channels", int(channels))
+        config.setdefault("image_size", int(height))
+    config.update(overrides)
+    return build_model(name, **config)

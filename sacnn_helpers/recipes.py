@@ -1,16 +1,17 @@
-"""Recipes: named training presets (model, data sizes, optimiser, schedule, speed switches) per data set."""
+"""Recipes: named training presets (model, data sizes, optimiser, schedule, speed switches) per data set.
+
+No torch here, so the command line lists them in --help at once; `models.build_recipe_model` and
+`data.load_recipe_data` build what a recipe names."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn as nn
+if TYPE_CHECKING:
+    import torch
 
-from .data import ImageSet, load_dataset, split_data
-from .models import build_model
-from .runtime import is_smoke_run
+SMOKE_ENV = "SACNN_SMOKE"
 
 RECIPE_ENV = "SACNN_RECIPE"  # names the recipe a notebook trains with, whatever the device (SACNN_RECIPE=gpu)
 # A recipe other than `cpu` in a smoke run: the same settings on a toy subset (full batches for airbench94's loop)
@@ -115,6 +116,11 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
+def is_smoke_run() -> bool:
+    """True when $SACNN_SMOKE is set (CI and the test command): notebooks shrink data and epochs."""
+    return os.environ.get(SMOKE_ENV, "") not in ("", "0", "false", "False")
+
+
 def get_recipe(name: str, dataset: str = "cifar10", **changes: Any) -> Recipe:
     """The recipe `name` for `dataset`, with any field changed by keyword (a clear error lists the recipes)."""
     if name not in RECIPES.get(dataset, {}):
@@ -144,30 +150,3 @@ def choose_recipe(device: torch.device, dataset: str = "cifar10") -> Recipe:
     if not is_smoke_run():
         return get_recipe(name, dataset)
     return get_recipe("smoke", dataset) if name in ("cpu", "smoke") else get_recipe(name, dataset, **SMOKE_SIZES)
-
-
-def build_recipe_model(recipe: Recipe, train: ImageSet | None = None, model: str | None = None,
-                       **overrides: Any) -> nn.Module:
-    """Build the recipe's model (or the class named `model`, with its defaults) sized for `train`.
-
-    With `train`: `num_classes`, `in_channels` and `image_size` come from its classes and images (every
-    model takes them). `overrides` win over both.
-    """
-    name = model or recipe.model
-    config = dict(recipe.model_config) if name == recipe.model else {}
-    if train is not None:
-        _, channels, height, width = train.images.shape
-        if height != width:
-            raise ValueError(f"the models take square images; these are {height}x{width}: crop or resize them")
-        config.setdefault("num_classes", len(train.classes))
-        config.setdefault("in_channels", int(channels))
-        config.setdefault("image_size", int(height))
-    config.update(overrides)
-    return build_model(name, **config)
-
-
-def load_recipe_data(recipe: Recipe, data_dir: str | None = None, download: bool = True) -> dict[str, ImageSet]:
-    """The recipe's data set split as it trains on it: {"train", "val", "test"} (`load_dataset`, then
-    `split_data` with the recipe's validation size and limits)."""
-    train, test = load_dataset(recipe.dataset, data_dir, download=download)
-    return split_data(train, test, recipe.val_size, recipe.train_limit, recipe.test_limit)

@@ -10,23 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-SMOKE_ENV = "SACNN_SMOKE"
 CUBLAS_ENV, CUBLAS_DETERMINISTIC = "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
-
-
-def _set_cublas_workspace() -> None:
-    """Deterministic cuBLAS needs a fixed workspace, read when cuBLAS creates its first one: set it at import
-    (the package does no CUDA work before this), unless the user chose a value. Harmless without a GPU."""
-    if not torch.cuda.is_initialized():
-        os.environ.setdefault(CUBLAS_ENV, CUBLAS_DETERMINISTIC)
-
-
-_set_cublas_workspace()
-
-
-def is_smoke_run() -> bool:
-    """True when $SACNN_SMOKE is set (CI and the test command): notebooks shrink data and epochs."""
-    return os.environ.get(SMOKE_ENV, "") not in ("", "0", "false", "False")
 
 
 def _mps_available() -> bool:

@@ -18,18 +18,20 @@ airbench's own code.
 from __future__ import annotations
 
 import copy
-import os
+import dataclasses
 import time
-from contextlib import contextmanager
 from math import ceil
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from airbench.utils import LookaheadState, batch_crop, batch_flip_lr  # airbench's own, device-agnostic code
+
 from . import runtime
 from .attention import SelfAttention, attention_gammas, score_parameters
+from .models import Airbench94Net, init_whitening_conv
 
 if TYPE_CHECKING:
     from .data import ImageSet
@@ -89,24 +91,6 @@ def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return (x / 255).to(memory_format=runtime.memory_format(device))
 
 
-def batch_flip_lr(inputs: torch.Tensor) -> torch.Tensor:
-    flip_mask = (torch.rand(len(inputs), device=inputs.device) < 0.5).view(-1, 1, 1, 1)
-    return torch.where(flip_mask, inputs.flip(-1), inputs)
-
-
-def batch_crop(images: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """A random crop_size x crop_size crop of each (padded) image, done as one masked copy per offset."""
-    r = (images.size(-1) - crop_size) // 2
-    shifts = torch.randint(-r, r + 1, size=(len(images), 2), device=images.device)
-    out = torch.empty((len(images), images.shape[1], crop_size, crop_size), device=images.device,
-                      dtype=images.dtype)
-    for sy in range(-r, r + 1):
-        for sx in range(-r, r + 1):
-            mask = (shifts[:, 0] == sy) & (shifts[:, 1] == sx)
-            out[mask] = images[mask, :, r + sy:r + sy + crop_size, r + sx:r + sx + crop_size]
-    return out
-
-
 class Loader:
     """airbench's `CifarLoader` for training, on tensors: normalised once; on the first pass every image is
     flipped at random once and reflect-padded; each epoch takes a random crop of each, mirrors all of them
@@ -149,41 +133,13 @@ class Loader:
             yield images[idxs], self.labels[idxs]
 
 
-# --- the whitening layer, lookahead, test-time augmentation -----------------------------------------
-
-def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
-    """Set a 2x2 conv to whiten image patches: eigenvectors of their covariance over sqrt(eigenvalue + eps),
-    each with its negative (airbench's `init_whitening_conv`)."""
-    c, (h, w) = images.shape[1], layer.weight.shape[2:]
-    patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
-    n = len(patches)
-    flat = patches.view(n, -1)
-    covariance = (flat.T @ flat) / n
-    eigenvalues, eigenvectors = runtime.symmetric_eigh(covariance, "U")  # on the CPU for MPS
-    eigenvalues = eigenvalues.flip(0).view(-1, 1, 1, 1).to(layer.weight.device)
-    eigenvectors = eigenvectors.T.reshape(c * h * w, c, h, w).flip(0).to(layer.weight.device)
-    scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
-    layer.weight.data[:] = torch.cat((scaled, -scaled))
-
-
-class Lookahead:
-    """Lookahead weight averaging: every few steps the weights move to an average that trails them."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net_ema = {k: v.clone() for k, v in net.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, net: nn.Module, decay: float) -> None:
-        for ema, current in zip(self.net_ema.values(), net.state_dict().values()):
-            if current.dtype in (torch.half, torch.float):
-                ema.lerp_(current, 1 - decay)
-                current.copy_(ema)
-
+# --- test-time augmentation ----------------------------------------------------------------------------
 
 @torch.no_grad()
 def infer(model: nn.Module, images: torch.Tensor, tta_level: int = 0) -> torch.Tensor:
     """Logits for normalised images: 0 plain, 1 averaged with the mirror image, 2 also with two 1-pixel
-    shifts (reflect padding) and their mirrors (airbench's `infer`). Leaves the model in eval mode."""
+    shifts (reflect padding) and their mirrors. airbench's `infer`, for a tensor of images where airbench's
+    takes its loader. Leaves the model in eval mode."""
 
     def mirror(x: torch.Tensor) -> torch.Tensor:
         return 0.5 * model(x) + 0.5 * model(x.flip(-1))
@@ -255,7 +211,7 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
     schedule = triangle(total_steps, start=0.2, end=0.07, peak=peak)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
     alpha_schedule = 0.95 ** 5 * (torch.arange(total_steps + 1) / total_steps) ** 3
-    lookahead = Lookahead(model)
+    lookahead = LookaheadState(model)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction="none")
     init_whitening_conv(model[0], loader.normalize(loader.images[:5000]))
     bar = tqdm(total=total_steps, desc="airbench94 steps", disable=not progress, dynamic_ncols=True)
@@ -298,16 +254,14 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
     `qk_weight_decay`, `channels_last`) are refused when changed. History rows hold the last batch's loss and
     the seconds of training steps per epoch (no validation split, no running accuracy).
     """
-    from .models import Airbench94Net
-    from .recipes import RECIPES
     if runtime.world_size() > 1:
         raise RuntimeError("the gpu recipe (airbench94's training) runs in one process; launch it without torchrun")
     if not isinstance(model, Airbench94Net):
         raise TypeError(f"the gpu recipe trains an Airbench94Net (airbench94's network), got {type(model).__name__}: "
                         f"build it with build_recipe_model(get_recipe('gpu'), train) or leave out --model")
-    default = RECIPES["cifar10"]["gpu"]
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe)}  # the gpu recipe leaves them unset
     changed = [f for f in ("amp", "compile", "flip_test", "qk_weight_decay", "channels_last")
-               if getattr(recipe, f) != getattr(default, f)]
+               if getattr(recipe, f) != defaults[f]]
     if changed:
         raise ValueError(f"the gpu recipe runs airbench94's own loop, which has no {', '.join(changed)} switch "
                          f"(float16 on CUDA, mirror-and-shift TTA, airbench's optimiser groups): leave them unset")
@@ -345,52 +299,3 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
                 train_images=len(train), val_images=0, test_images=len(test), data_source=train.source,
                 mean=[255 * m for m in CIFAR_MEAN.tolist()], std=[255 * s for s in CIFAR_STD.tolist()],
                 classes=train.classes, history=history, machine=runtime.machine(), resumed_from=0)
-
-
-# --- airbench's own code, for checks on a machine without CUDA ---------------------------------------
-
-class _NoTimer:
-    """Stands in for torch.cuda.Event, with which airbench times its loop."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def record(self) -> None:
-        pass
-
-    def elapsed_time(self, other: Any) -> float:
-        return 0.0
-
-
-@contextmanager
-def airbench_on_cpu(folder: str | os.PathLike) -> Iterator[None]:
-    """Run the `airbench` package's own CUDA-only code on the CPU in float32, inside `folder` (where its
-    loader looks for cifar10/train.pt and test.pt): `.half()` and `.cuda()` do nothing, its CUDA timers are
-    dummies and its data files load onto the CPU. Everything is restored on exit. For the equivalence test
-    and `benchmarks/gpu.py --dry-run`."""
-    saved = [(nn.Module, "half", nn.Module.half), (nn.Module, "cuda", nn.Module.cuda),
-             (torch.Tensor, "half", torch.Tensor.half), (torch.cuda, "Event", torch.cuda.Event),
-             (torch.cuda, "synchronize", torch.cuda.synchronize), (torch, "load", torch.load)]
-    real_load, here = torch.load, os.getcwd()
-    nn.Module.half = lambda self: self
-    nn.Module.cuda = lambda self, *a, **k: self
-    torch.Tensor.half = lambda self, *a, **k: self.float()
-    torch.cuda.Event = _NoTimer
-    torch.cuda.synchronize = lambda *a, **k: None
-    torch.load = lambda path, map_location=None, **k: real_load(path, map_location="cpu", **k)
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(here)
-        for owner, name, value in saved:
-            setattr(owner, name, value)
-
-
-def write_airbench_data(folder: str | os.PathLike, train: Any, test: Any) -> None:
-    """Write ImageSets as airbench's loader reads them: folder/cifar10/{train,test}.pt, N x H x W x C uint8."""
-    from pathlib import Path
-    (Path(folder) / "cifar10").mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", train), ("test", test)):
-        torch.save({"images": split.images.permute(0, 2, 3, 1).contiguous(), "labels": split.labels,
-                    "classes": list(split.classes)}, Path(folder) / "cifar10" / f"{name}.pt")

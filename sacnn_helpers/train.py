@@ -16,12 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import runtime
-from .checkpoints import CheckpointError
-from .data import DATASETS
-from .models import MODELS
-from .recipes import RECIPES, build_recipe_model, get_recipe, load_recipe_data
-from .training import fit
+from .recipes import RECIPES, get_recipe  # no torch: --help answers before torch loads (it takes seconds)
 
 # flags that change the model: flag name -> model_config key
 MODEL_FLAGS = {"heads": "heads", "attention_at": "attention_at", "gamma_init": "gamma_init",
@@ -41,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sacnn_helpers.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
     p.add_argument("--recipe", default="cpu", help=f"named preset ({', '.join(recipes)}; default cpu)")
-    p.add_argument("--dataset", default="cifar10", help=f"dataset ({', '.join(sorted(DATASETS))}; default cifar10)")
+    p.add_argument("--dataset", default="cifar10", help=f"dataset ({', '.join(sorted(RECIPES))}; default cifar10)")
     p.add_argument("--model", default=None,
-                   help=f"model class (default: the recipe's); one of {', '.join(sorted(MODELS))}")
+                   help="model class (default: the recipe's): AttentionCNN, LongRangeCNN, CNNWithSelfAttention, ... "
+                        "(sacnn_helpers.models.MODELS)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None, help="folder that holds the dataset (CIFAR-10: the folder "
                    "containing cifar-10-batches-py/; default $SACNN_DATA_DIR or <repo>/data); CIFAR-10 is "
@@ -96,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    # torch and the training code load only now, after the flags are read
+    from . import runtime
+    from .checkpoints import CheckpointError
+    from .data import DATASETS, load_recipe_data
+    from .models import MODELS, build_recipe_model
+    from .training import fit
     if args.dataset not in DATASETS:
         parser.error(f"unknown --dataset {args.dataset!r}; known: {', '.join(sorted(DATASETS))}")
     if args.model is not None and args.model not in MODELS:
@@ -142,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
+        # bars on a terminal; into a file or a pipe, one line per epoch (a bar there is thousands of \r updates)
+        progress = False if args.quiet else True if sys.stderr.isatty() else "lines"
         result = fit(model, data, recipe, device=device, seed=args.seed, checkpoint=args.checkpoint,
-                     force=args.force, progress=not args.quiet)
+                     force=args.force, progress=progress)
     except CheckpointError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     finally:

@@ -191,7 +191,7 @@ def _resume(checkpoint: str | os.PathLike | None, identity: dict[str, Any], forc
 
 def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: str | torch.device = "auto",
         seed: int = 0, epochs: int | None = None, checkpoint: str | os.PathLike | None = None,
-        force: bool = False, progress: bool = True) -> dict[str, Any]:
+        force: bool = False, progress: bool | str = True) -> dict[str, Any]:
     """Train `model` on `data` (`split_data`'s "train", "val" and "test") with `recipe`; returns the result.
 
     What it adds to `train_one_epoch`: the learning-rate schedule over all epochs; validation and a
@@ -205,7 +205,8 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     alone shows progress and writes the checkpoint). A model with a `fit_to_data(images)` method (a
     whitening layer) is set from the first 5,000 normalised training images before the first epoch.
 
-    The model stays on `device` and in eval mode afterwards. Result keys: model, model_config, dataset,
+    `progress`: True shows a bar per epoch and a line after it, "lines" the lines only (for a log file), False
+    nothing. The model stays on `device` and in eval mode afterwards. Result keys: model, model_config, dataset,
     recipe, device, world_size, epochs, seed, test_accuracy (0..1), test_loss, train_seconds (training
     steps and validation of every epoch, this run and any resumed part), images_per_second, history,
     mean, std, classes, machine, resumed_from.
@@ -224,7 +225,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
             model.to(device).eval()
             return dict(blob["meta"]["result"], reused_checkpoint=str(checkpoint))
     if recipe.trainer == "airbench94":  # the gpu recipe: airbench94's own training, in seconds (speedrun.py)
-        result = fit_airbench94(model, data, recipe, device, seed, progress)
+        result = fit_airbench94(model, data, recipe, device, seed, progress is True)
         _save(checkpoint, model, identity, None, train, result["history"], finished=True, result=result)
         return result
     if recipe.epochs != int(recipe.epochs):
@@ -247,7 +248,8 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     save, start = partial(_save, checkpoint, model, identity, optimizer, train), len(history)
     for epoch in range(start, int(recipe.epochs)):
         t0 = time.perf_counter()
-        row = train_one_epoch(step_model, optimizer, tensors, recipe, epoch, total_steps, seed, amp, progress, eager)
+        row = train_one_epoch(step_model, optimizer, tensors, recipe, epoch, total_steps, seed, amp,
+                              progress is True, eager)
         val_loss, val_acc = (evaluate(model, val.images, val.labels, train.mean, train.std,
                                       flip=recipe.flip_test, amp=amp) if len(val) else (None, None))
         row = dict(epoch=epoch + 1, **row, val_loss=val_loss, val_accuracy=val_acc,

@@ -8,14 +8,16 @@ import sacnn_helpers as sh
 from sacnn_helpers import speedrun
 from sacnn_helpers.models import Airbench94Net
 
+import airbench_harness  # tests/airbench_harness.py (pytest puts tests/ on the path)
+
 airbench = pytest.importorskip("airbench", reason="pip install airbench==0.1.8 (requirements.txt has it)")
 from airbench import lib_airbench94, utils as airbench_utils  # noqa: E402
 
 
 @pytest.fixture
 def airbench_on_cpu(tmp_path):
-    """airbench's own code on the CPU in float32 (`speedrun.airbench_on_cpu`), in a fresh folder."""
-    with speedrun.airbench_on_cpu(tmp_path):
+    """airbench's own code on the CPU in float32 (`airbench_harness.airbench_on_cpu`), in a fresh folder."""
+    with airbench_harness.airbench_on_cpu(tmp_path):
         yield tmp_path
 
 
@@ -63,7 +65,7 @@ def test_twenty_steps_give_airbench94s_weights_and_tta_logits(airbench_on_cpu):
     """Same seed, same images: 1,024 images in batches of 128 for 2.5 epochs = 20 steps (lookahead at
     steps 5, 10, 15, 20; the whitening bias frozen after epoch 1) end on airbench's weights exactly."""
     images, labels = _tiny_cifar(1024)
-    speedrun.write_airbench_data(airbench_on_cpu, sh.ImageSet(images, labels, [str(i) for i in range(10)]),
+    airbench_harness.write_airbench_data(airbench_on_cpu, sh.ImageSet(images, labels, [str(i) for i in range(10)]),
                                  sh.ImageSet(images, labels, [str(i) for i in range(10)]))
     settings = dict(epochs=2.5, whiten_bias_epochs=1)
 

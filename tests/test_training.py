@@ -451,44 +451,42 @@ def test_torch_compile_trains_the_same_model():
 
 # --- the gpu recipe's parts, on the CPU ------------------------------------------------------------------
 
-def test_patch_whitening_decorrelates_2x2_patches():
-    from sacnn_helpers.models import PatchWhitening
+def test_the_whitening_init_decorrelates_2x2_patches():
+    from sacnn_helpers.models import init_whitening_conv
     g = torch.Generator().manual_seed(0)
     base = torch.randn(64, 1, 12, 12, generator=g)
     images = torch.cat([base, 0.8 * base + 0.2 * torch.randn(64, 1, 12, 12, generator=g),
                         torch.randn(64, 1, 12, 12, generator=g)], dim=1)  # correlated channels
-    layer = PatchWhitening(3)
-    layer.fit_to(images, eps=0.0)
-    out = layer.conv(images)[:, :12]  # the first 12 filters; the other 12 are their negatives
+    layer = torch.nn.Conv2d(3, 24, 2, bias=False)
+    init_whitening_conv(layer, images, eps=0.0)
+    out = layer(images)[:, :12].detach()  # the first 12 filters; the other 12 are their negatives
     flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
     torch.testing.assert_close(flat.T @ flat / len(flat), torch.eye(12), atol=1e-3, rtol=0)
-    torch.testing.assert_close(layer.conv.weight[12:], -layer.conv.weight[:12])
-    assert not layer.conv.weight.requires_grad
+    torch.testing.assert_close(layer.weight[12:], -layer.weight[:12])
 
 
 def test_fit_sets_a_whitening_layer_from_the_training_images(real_cifar10):
-    """A model's `fit_to_data` hook: AttentionCNN(whiten=True)'s frozen layer is set from the normalised
-    training images before the first epoch, and not trained."""
+    """A model's `fit_to_data` hook: Airbench94Net's frozen whitening conv, trained by `fit`'s own loop, is set
+    from the first 5,000 normalised training images before the first epoch, and not trained."""
     from sacnn_helpers import load_recipe_data, normalise
-    from sacnn_helpers.models import PatchWhitening
+    from sacnn_helpers.models import Airbench94Net, init_whitening_conv
     recipe = get_recipe("cpu", train_limit=256, test_limit=128, epochs=1, batch_size=64, val_size=0,
-                        model_config=dict(widths=[8, 16, 32], attention_at=[2], whiten=True))
+                        model="Airbench94Net", model_config=dict(widths=[8, 16, 16], attention=False))
     data = load_recipe_data(recipe)
     torch.manual_seed(0)
     model = build_recipe_model(recipe, data["train"])
-    whitening = model.features[0]
     result = fit(model, data, recipe, device="cpu", progress=False)
     assert result["amp"] is False and result["history"][0]["val_accuracy"] is None  # amp: CUDA only by default
-    expected = PatchWhitening(3)
-    expected.fit_to(normalise(data["train"].images, data["train"].mean, data["train"].std))
-    torch.testing.assert_close(whitening.conv.weight, expected.conv.weight)  # set from the images, not trained
-    assert model.config["whiten"] and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    expected = torch.nn.Conv2d(3, 24, 2)
+    init_whitening_conv(expected, normalise(data["train"].images, data["train"].mean, data["train"].std))
+    torch.testing.assert_close(model[0].weight, expected.weight)  # set from the images, not trained
+    assert isinstance(model, Airbench94Net) and not model[0].weight.requires_grad
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cli_will_not_train_the_gpu_recipe_on_the_cpu_unasked(capsys, monkeypatch):
-    import sacnn_helpers.train as cli
-    monkeypatch.setattr(cli, "load_recipe_data", lambda *a, **k: pytest.fail("no data may be loaded"))
+
+    monkeypatch.setattr(sh.data, "load_recipe_data", lambda *a, **k: pytest.fail("no data may be loaded"))
     with pytest.raises(SystemExit) as e:
         main(["--recipe", "gpu"])
     err = capsys.readouterr().err
