@@ -67,15 +67,16 @@ def test_the_smoke_recipe_trains_on_cuda_in_bf16_and_stays_there(real_cifar10):
 
 
 def test_the_gpu_recipe_is_airbench94_in_float16_on_cuda(real_cifar10):
-    """Two epochs of the gpu recipe (airbench94's training) on a 10,000-image subset: float16 on CUDA,
-    and already far above chance."""
+    """Two epochs of the gpu recipe (airbench94's training) on a 10,000-image subset: float16 on CUDA, and far
+    above chance. The same run in float32 on the CPU reaches 47.57 % and 48.17 % (seeds 0 and 1,
+    benchmarks/gpu_test_calibration.md): the threshold leaves about 8 points for float16 and the GPU's kernels."""
     recipe = sh.get_recipe("gpu", train_limit=10_000, epochs=2)
     data = sh.load_recipe_data(recipe)
     sh.seed_everything(0)
     model = sh.build_recipe_model(recipe, data["train"])
     result = sh.fit(model, data, recipe, device="cuda", progress=False)
     assert result["dtype"] == "torch.float16" and result["trainer"] == "airbench94"
-    assert result["test_accuracy"] > 0.5
+    assert result["test_accuracy"] > 0.40
     assert next(model.parameters()).dtype == torch.float32  # handed back in float32 for the helpers
 
 
