@@ -42,9 +42,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "runtime": ("get_device", "seed_everything"),
     "training": ("evaluate", "fit", "train_one_epoch"),
     # pictures and the explorer (notebooks 00-02, 06, 09)
-    "visualisation": ("UNIFORM_LABEL", "AttentionExplorer", "draw_network", "map_cell", "map_pixel",
+    "visualisation": ("UNIFORM_LABEL", "draw_network", "map_cell", "map_pixel",
                       "network_layers", "overlay", "plot_attention_grid", "plot_pool_maps", "plot_query",
                       "shared_scale", "show_heatmaps", "show_images", "to_display", "upsample_map", "weight_range"),
+    "explorer": ("AttentionExplorer",),
     "exercises": ("check",),
 }
 MODULE_OF = {name: module for module, names in PUBLIC.items() for name in names}

@@ -139,8 +139,10 @@ class SelfAttention(nn.Module):
             is their cosine times a learned per-head temperature (starting at `temperature_init`), instead of
             Q Kᵀ / sqrt(d_k). The temperature sets how sharp the maps can be, independent of the size of
             the features (Swin Transformer V2; "QK-norm").
-        position: None, or "relative": a learned bias per head for every offset (dy, dx) between query and
-            key, added to the scores (Bello et al. 2019; Swin). Needs `size`, the (H, W) of the map.
+        position: None, or "relative": a learned scalar bias per head for every offset (dy, dx) between query
+            and key, added to the scores, from a (2H-1)(2W-1) table as in the Swin Transformer (Liu et al.
+            2021). (Shaw et al. 2018 learn a vector per offset, added to the keys; Bello et al. 2019 add
+            relative logits q·r^H + q·r^W from height and width embeddings.) Needs `size`, the (H, W) of the map.
         uniform: every weight is 1/HW, always, in training too: the control that trains the same network
             with its maps fixed to uniform (Wiegreffe & Pinter 2019), so each pixel's context is the mean of
             all values. The query/key parameters then get no gradient.

@@ -94,8 +94,9 @@ def _bytes_of_training_images():
 
 
 @exercise("00.2")
-def _class_of_image_1(train):
-    return train.classes[int(train.labels[1])]
+def _mib_of_attention_weights_for_batch_256() -> float:
+    """MiB of float32 attention weights B x heads x HW x HW for 256 images of 32 x 32 pixels, one head."""
+    return 256 * 1 * (32 * 32) ** 2 * 4 / 2**20
 
 
 # --- notebook 01 ---
@@ -126,9 +127,10 @@ def _pixel_scores(q_map, k_map):
 
 
 # --- notebook 02 ---
-@exercise("02.1")
-def _softmax_of_equal_scores():
-    return torch.softmax(torch.full((4,), 3.0), dim=-1).tolist()
+@exercise("02.1", atol=0.01)
+def _score_for_half_the_weight_among_1024_keys() -> float:
+    """One key scores s, the other 1,023 score 0: its weight e^s / (e^s + 1023) is 1/2 at s = ln 1023."""
+    return math.log(32 * 32 - 1)
 
 
 @exercise("02.2")
@@ -214,6 +216,8 @@ def _copy_the_pixel_above(img: torch.Tensor) -> torch.Tensor:
 @exercise("05.4")
 def _equal_features_equal_weight() -> bool:
     return False
+
+
 # --- notebook 06 ---
 @exercise("06.1")
 def _summary_linear_at_64() -> int:
@@ -233,11 +237,29 @@ def _stage1_attention() -> tuple[int, int]:
 
 
 @exercise("06.3")
-def _wide_parameters() -> int:
-    """Parameters of the cpu recipe's model with widths [64, 128, 256] and attention after stages 2 and 3."""
-    from .recipes import build_recipe_model, get_recipe
-    wide = build_recipe_model(get_recipe("cpu"), None, widths=[64, 128, 256], attention_at=[2, 3])
-    return sum(p.numel() for p in wide.parameters())
+def _attention_cost_after_stage_1_over_stage_2() -> float:
+    """How many times the attention layer's matrix products (scores and mix) cost more after stage 1 (16 x 16
+    map, 32 channels) than after stage 2 (8 x 8, 64 channels) in the cpu recipe's network."""
+    from .analysis import forward_flops
+    from .models import build_recipe_model
+    from .recipes import get_recipe
+    recipe = get_recipe("cpu")
+    cost = {stage: forward_flops(build_recipe_model(recipe, None, attention_at=[stage]))["attention"]
+            for stage in (1, 2)}
+    return cost[1] / cost[2]
+
+
+# --- notebook 07 ---
+@exercise("07.1")
+def _halved_vectors() -> tuple[float, float]:
+    """(factor of a dot-product score, factor of a cosine score) when q and k are both halved."""
+    return (0.25, 1.0)
+
+
+@exercise("07.2", atol=0.01)
+def _log_largest_weight_ratio(temperature: float) -> float:
+    """Scores in [-T, T]: two keys' softmax weights differ by at most e^(2T)."""
+    return 2 * temperature
 
 
 # --- notebook 08 ---
@@ -263,15 +285,22 @@ def _step_of_the_peak_learning_rate() -> int:
     return lrs.index(max(lrs))
 
 
-@exercise("08.4")
-def _steps_per_pass() -> int:
-    return math.ceil(45_000 / 256)
+@exercise("08.4", atol=0.01)
+def _fraction_never_drawn_by_random_batches() -> float:
+    """The plain loop draws 176 batches of 256 uniformly at random from 45,000 images: the chance that a given
+    image is never drawn (about 1/e)."""
+    draws = math.ceil(45_000 / 256) * 256
+    return (1 - 1 / 45_000) ** draws
+
+
 # --- notebook 09 ---
-@exercise("09.1")
-def _row_of_3_6_and_the_pixel_x_times_y_picks() -> tuple[int, tuple[int, int]]:
-    from .attention import pixel_index
-    wrong = 6 * 3
-    return pixel_index(3, 6, 8), (wrong // 8, wrong % 8)
+@exercise("09.1", atol=1e-3)
+def _peak_and_entropy_of_a_map_on_4_of_64_pixels() -> tuple[float, float]:
+    """(peak x uniform, entropy ratio) of a map with weight 1/4 on 4 of the 64 pixels of an 8x8 map."""
+    from .analysis import entropy_ratio, peak_ratio
+    weights = torch.zeros(1, 1, 64, 64)
+    weights[..., :4] = 0.25  # every query's map: 1/4 on each of 4 pixels, 0 elsewhere
+    return float(peak_ratio(weights)[0]), float(entropy_ratio(weights)[0])
 
 
 @exercise("09.2")
@@ -290,21 +319,28 @@ def _query_dependence_of(weights: torch.Tensor) -> torch.Tensor:
 def _uniform_distance_on_2x2() -> float:
     from .analysis import uniform_attention_distance
     return uniform_attention_distance(2, 2)
+
+
 # --- notebook 10 ---
-@exercise("10.1")
-def _receptive_field_of_depth_5() -> int:
-    from .models import LongRangeCNN
-    return LongRangeCNN(depth=5, attention=False).receptive_field
+@exercise("10.1", atol=0.05)
+def _chance_band_on_2000_test_images() -> float:
+    """Half-width, in points, of the 95 % band of a guesser's accuracy on 2,000 two-class test images: 1.96
+    standard deviations of a binomial fraction with p = 1/2."""
+    return 100 * 1.96 * math.sqrt(0.5 * 0.5 / 2000)
 
 
 @exercise("10.2")
 def _depth_to_see_a_pixel_of_marks_12_apart() -> int:
+    # 2x2 marks up to 12 apart need an image of at least 12 + 2 = 14 pixels a side (the notebook says 16 x 16)
     return min(depth for depth in range(1, 50) if 12 - 2 + 1 <= 2 * depth)
 
 
-@exercise("10.3")
-def _max_pool_could_cheat() -> bool:
-    return True
+@exercise("10.3", atol=0.005)
+def _best_sum_rule_with_4_colours() -> float:
+    """Accuracy of the best "same when both colours lie in a fixed set of k of the n colours" rule, half the
+    images "same": a same pair is right when its colour is in the set, a different (ordered) pair unless both are."""
+    n = 4
+    return max(0.5 * k / n + 0.5 * (1 - k * (k - 1) / (n * (n - 1))) for k in range(n + 1))
 
 
 @exercise("10.5")

@@ -7,8 +7,9 @@ from sacnn_helpers.models import AttentionCNN
 import numpy as np
 
 from sacnn_helpers import collect_attention, mean_attention_distance, uniform_attention_distance
-from sacnn_helpers.visualisation import (AttentionExplorer, map_cell, map_pixel, overlay, plot_attention_grid,
-                                         plot_query, shared_scale, show_heatmaps, upsample_map, weight_range)
+from sacnn_helpers.explorer import AttentionExplorer
+from sacnn_helpers.visualisation import (map_cell, map_pixel, overlay, plot_attention_grid, plot_query, shared_scale,
+                                         show_heatmaps, upsample_map, weight_range)
 
 H = W = 8
 
