@@ -19,9 +19,11 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "attention": ("AttentionMemoryError", "AttentionPool", "SelfAttention", "attention_bytes", "attention_gammas",
                   "attention_layers", "attention_pools", "collect_maps", "collect_pooling", "attention_map",
                   "attention_memory_table", "attention_scores", "attention_weights", "capture_attention",
-                  "channel_attention_scores", "collect_attention", "example_feature_map", "example_qkv",
+                  "channel_attention_scores", "collect_attention",
                   "flash_attention_bytes", "from_tokens", "pixel_index", "relative_position_index",
                   "scaled_dot_product_attention", "to_tokens", "uniform_attention"),
+    # example tensors to start from (notebooks 01-03)
+    "examples": ("example_feature_map", "example_qkv"),
     # what a map says, and whether it matters (notebook 09)
     "analysis": ("attention_report", "attention_snapshot", "entropy_ratio", "forward_flops", "map_statistics",
                  "mean_attention_distance", "occlusion_check", "peak_ratio", "predict", "query_dependence",

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from .attention import (attention_layers, attention_pools, collect_attention, collect_maps, collect_pooling,
+from .attention import (attention_layers, capture_attention, attention_pools, collect_attention, collect_maps, collect_pooling,
                         uniform_attention)
 from .runtime import model_device
 
@@ -188,7 +188,6 @@ def forward_flops(model: nn.Module, image_size: int = 32, in_channels: int = 3) 
     input gradients, weight gradients). The model is left in eval mode.
     """
     from torch.utils.flop_counter import FlopCounterMode
-    from .attention import capture_attention
     model.eval()
     x = torch.zeros(1, in_channels, image_size, image_size, device=model_device(model))
     with FlopCounterMode(display=False) as counter, capture_attention(model), torch.no_grad():

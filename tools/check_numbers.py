@@ -26,6 +26,10 @@ CODE = re.compile(r"```.*?```|`[^`]*`", re.S)
 SOURCES: dict[str, list[str]] = {
     "README.md": ["benchmarks/*.md", "benchmarks/long_range_results.json", "benchmarks/results/xeon-2026-11/*.json",
                   "weights/*.json", "notebooks/09_attention_maps.ipynb", "sacnn_helpers/speedrun.py"],
+    "docs/training.md": ["benchmarks/*.md", "benchmarks/long_range_results.json", "weights/*.json",
+                         "benchmarks/results/xeon-2026-11/*.json", "sacnn_helpers/speedrun.py"],
+    "docs/attention_maps.md": ["benchmarks/*.md", "weights/*.json", "notebooks/09_attention_maps.ipynb",
+                               "notebooks/07_the_recommended_layer.ipynb"],
     "weights/README.md": ["weights/*.json", "benchmarks/*.md", "benchmarks/results/*_seed0.json"],
     "01": [], "02": [], "03": [], "04": [], "05": ["weights/sacnn_cpu_recipe.json"],
     "06": ["benchmarks/cpu_recipe.md"],
@@ -56,7 +60,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("10", "2.2"): "arithmetic: 1.96 * 1.1, the 95 % band of chance on 2,000 test images (exercise 10.1)",
     ("11", "2103.00020"): "an arXiv id (CLIP, Radford et al. 2021)",
     ("README.md", "3.11"): "the Python version the series is tested with",
-    ("README.md", "86.13"): "the Intel Xeon mean of 5 seeds: the mean test_accuracy of "
+    ("README.md", "2.11"): "the oldest PyTorch the requirements admit (a version, tested by tools/floor_tests.sh)",
+    ("docs/training.md", "86.13"): "the Intel Xeon mean of 5 seeds: the mean test_accuracy of "
                             "benchmarks/results/xeon-2026-11/cpu_attention_seed*.json (0.86126)",
 }
 
@@ -120,7 +125,8 @@ def check_document(name: str, markdown: str, own_outputs: str = "") -> list[str]
 def documents() -> list[tuple[str, str, str]]:
     """(name, markdown, outputs) of every notebook, README.md and weights/README.md."""
     docs = [(p.name[:2], *notebook_text(p)) for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
-    return docs + [(name, (ROOT / name).read_text(), "") for name in ("README.md", "weights/README.md")]
+    return docs + [(name, (ROOT / name).read_text(), "") for name in
+                   ("README.md", "docs/training.md", "docs/attention_maps.md", "weights/README.md")]
 
 
 def main() -> int:
