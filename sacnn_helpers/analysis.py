@@ -16,10 +16,11 @@ prediction more than hiding random patches?).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .attention import (attention_layers, capture_attention, attention_pools, collect_attention, collect_maps, collect_pooling,
                         uniform_attention)
@@ -97,14 +98,32 @@ def map_statistics(weights: torch.Tensor, height: int, width: int) -> dict[str, 
 # --- do the maps matter? ---------------------------------------------------------------------------
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Logits of `model` (eval mode) for already-normalised `images`, batch by batch on the model's device;
-    returned on the CPU. The model's training mode is restored afterwards."""
+def tta_logits(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+               tta_level: int = 0) -> torch.Tensor:
+    """Logits of one batch with test-time augmentation (airbench's levels): 0 plain, 1 averaged with the mirror
+    image, 2 also with two 1-pixel shifts (reflect padding) and their mirrors."""
+    if tta_level == 0:
+        return model(x)
+    mirrored = 0.5 * model(x) + 0.5 * model(x.flip(-1))
+    if tta_level == 1:
+        return mirrored
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1,) * 4, "reflect")
+    shifted = [padded[..., 0:h, 0:w], padded[..., 2:h + 2, 2:w + 2]]
+    return 0.5 * mirrored + 0.5 * torch.stack([tta_logits(model, s, 1) for s in shifted]).mean(0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, tta_level: int = 0) -> torch.Tensor:
+    """Logits of `model` (eval mode) for already-normalised `images`, batch by batch on the model's device, with
+    `tta_level`'s test-time augmentation (`tta_logits`); returned on the CPU in float32. The one function that
+    runs a model over a set of images (`training.evaluate` adds losses, accuracy and torchrun shares to the same
+    `tta_logits`). The model's training mode is restored afterwards."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     try:
-        return torch.cat([model(images[i:i + batch_size].to(device)).float().cpu()
+        return torch.cat([tta_logits(model, images[i:i + batch_size].to(device), tta_level).float().cpu()
                           for i in range(0, len(images), batch_size)])
     finally:
         model.train(was_training)

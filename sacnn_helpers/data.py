@@ -375,11 +375,12 @@ def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int 
 
 def normalise(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
               std: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """uint8 batch -> float32, per channel (x - mean) / std; mean and std in 0..255 units (lists, or
-    C x 1 x 1 tensors on the images' device)."""
-    mean, std = (torch.as_tensor(v, dtype=torch.float32, device=images.device).reshape(-1, 1, 1)
-                 for v in (mean, std))
-    return (images.float() - mean) / std
+    """Per channel (x - mean) / std, the one normalisation of the package. A uint8 batch becomes float32 with
+    mean and std in 0..255 units; float images keep their dtype and take mean and std in their own units (the
+    gpu recipe normalises 0..1 images in float16, as airbench does). mean, std: lists, or C x 1 x 1 tensors."""
+    x = images if images.is_floating_point() else images.float()
+    mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1, 1, 1) for v in (mean, std))
+    return (x - mean) / std
 
 
 # === Augmentation as tensor operations ================================================================

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from airbench.utils import LookaheadState, batch_crop, batch_flip_lr  # airbench's own, device-agnostic code
 
 from . import runtime
+from .analysis import predict
 from .attention import SelfAttention, attention_gammas, score_parameters
+from .data import CIFAR10_MEAN, CIFAR10_STD, normalise
 from .models import Airbench94Net, init_whitening_conv
 
 if TYPE_CHECKING:
@@ -45,8 +47,9 @@ HYP: dict[str, Any] = {
     "net": {"widths": {"block1": 64, "block2": 256, "block3": 256}, "batchnorm_momentum": 0.6,
             "scaling_factor": 1 / 9, "tta_level": 2},
 }
-CIFAR_MEAN = torch.tensor((0.4914, 0.4822, 0.4465))  # airbench's, in 0..1
-CIFAR_STD = torch.tensor((0.2470, 0.2435, 0.2616))
+# airbench's normalisation constants, in 0..1: the package's CIFAR-10 mean and std (0..255 units) / 255, which are
+# exactly airbench's (0.4914, 0.4822, 0.4465) and (0.2470, 0.2435, 0.2616)
+MEAN_01, STD_01 = [m / 255 for m in CIFAR10_MEAN], [s / 255 for s in CIFAR10_STD]
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
@@ -103,10 +106,8 @@ class Loader:
         self.proc: dict[str, torch.Tensor] = {}
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """torchvision's `normalize` as airbench calls it: mean and std in the images' dtype, subtract, divide."""
-        mean = CIFAR_MEAN.to(images.device, images.dtype).view(-1, 1, 1)
-        std = CIFAR_STD.to(images.device, images.dtype).view(-1, 1, 1)
-        return (images - mean) / std
+        """airbench's normalisation of 0..1 images, in their own dtype (what torchvision's `normalize` does)."""
+        return normalise(images, MEAN_01, STD_01)
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
@@ -131,27 +132,6 @@ class Loader:
         for i in range(len(self)):
             idxs = indices[i * self.batch_size:(i + 1) * self.batch_size]
             yield images[idxs], self.labels[idxs]
-
-
-# --- test-time augmentation ----------------------------------------------------------------------------
-
-@torch.no_grad()
-def infer(model: nn.Module, images: torch.Tensor, tta_level: int = 0) -> torch.Tensor:
-    """Logits for normalised images: 0 plain, 1 averaged with the mirror image, 2 also with two 1-pixel
-    shifts (reflect padding) and their mirrors. airbench's `infer`, for a tensor of images where airbench's
-    takes its loader. Leaves the model in eval mode."""
-
-    def mirror(x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * model(x) + 0.5 * model(x.flip(-1))
-
-    def mirror_translate(x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x, (1,) * 4, "reflect")
-        shifted = [padded[:, :, 0:32, 0:32], padded[:, :, 2:34, 2:34]]
-        return 0.5 * mirror(x) + 0.5 * torch.stack([mirror(s) for s in shifted]).mean(0)
-
-    model.eval()
-    fn = [lambda x: model(x).clone(), mirror, mirror_translate][tta_level]
-    return torch.cat([fn(batch) for batch in images.split(2000)])
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -284,8 +264,8 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
     for row in history:
         row["seconds"] = row["step_seconds"]
     test_images = loader.normalize(to_float_images(test.images, device))
-    logits = infer(model, test_images, tta_level=HYP["net"]["tta_level"]).float()
-    labels = test.labels.to(device)
+    logits = predict(model, test_images, batch_size=2000, tta_level=HYP["net"]["tta_level"])
+    labels = test.labels
     test_acc = (logits.argmax(1) == labels).sum().item() / len(labels)
     test_loss = F.cross_entropy(logits, labels).item()
     seconds = sum(h["step_seconds"] for h in history)
@@ -297,5 +277,5 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
                 test_loss=test_loss, tta_level=HYP["net"]["tta_level"], train_seconds=seconds,
                 images_per_second=ceil(len(loader) * epochs) * loader.batch_size / seconds,
                 train_images=len(train), val_images=0, test_images=len(test), data_source=train.source,
-                mean=[255 * m for m in CIFAR_MEAN.tolist()], std=[255 * s for s in CIFAR_STD.tolist()],
+                mean=list(CIFAR10_MEAN), std=list(CIFAR10_STD),
                 classes=train.classes, history=history, machine=runtime.machine(), resumed_from=0)

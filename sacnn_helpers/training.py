@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import runtime
+from .analysis import tta_logits
 from .attention import attention_gammas, score_parameters
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageSet, draw_augmentation, normalise, shift_and_flip
@@ -90,10 +91,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             x = normalise(images[i:i + batch_size].to(device), mean, std).contiguous(
                 memory_format=runtime.memory_format(device))
             y = labels[i:i + batch_size].to(device)
-            with _autocast(device, amp):
-                logits = model(x).float()
-                if flip:
-                    logits = (logits + model(x.flip(-1)).float()) / 2
+            with _autocast(device, amp):  # the mirror averaged in float32, even under bf16 autocast
+                logits = tta_logits(lambda t: model(t).float(), x, 1 if flip else 0)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
     finally:
