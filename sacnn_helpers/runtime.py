@@ -58,6 +58,12 @@ def memory_format(device: torch.device, channels_last: bool = True) -> torch.mem
     return torch.channels_last if channels_last and device.type != "mps" else torch.contiguous_format
 
 
+def use_amp(device: torch.device, amp: bool | None = None) -> bool:
+    """bf16 autocast for a run: `amp` when given, else on CUDA only (bf16 matrix units; on a CPU it is slower
+    and on MPS untested)."""
+    return device.type == "cuda" if amp is None else amp
+
+
 def symmetric_eigh(matrix: torch.Tensor, uplo: str = "L") -> tuple[torch.Tensor, torch.Tensor]:
     """`torch.linalg.eigh` on the matrix's device, or on the CPU for Apple MPS, which has no eigh; the
     results come back on the matrix's device."""

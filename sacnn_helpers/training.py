@@ -212,7 +212,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
     """
     device = runtime.get_device(device)
     recipe = replace(recipe, epochs=recipe.epochs if epochs is None else epochs)
-    amp = recipe.amp if recipe.amp is not None else device.type == "cuda"
+    amp = runtime.use_amp(device, recipe.amp)
     runtime.configure_backends(device, recipe.tf32, recipe.deterministic)
     train, val, test = data["train"], data["val"], data["test"]
     identity = dict(recipe=recipe.settings(), seed=seed, epochs=recipe.epochs)

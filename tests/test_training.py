@@ -434,9 +434,13 @@ def test_bf16_autocast_trains_with_float32_batchnorm_and_softmax():
         assert attention_weights(torch.randn(2, 3, 3, dtype=torch.bfloat16)).dtype == torch.float32
 
 
-def test_amp_is_on_for_cuda_only_by_default():
-    _, result = tiny_run()
-    assert result["amp"] is False and TINY.amp is None
+@pytest.mark.parametrize("device, amp, expected", [("cuda", None, True), ("cpu", None, False), ("mps", None, False),
+                                                   ("cuda", False, False), ("cpu", True, True)])
+def test_amp_is_on_for_cuda_only_by_default(device, amp, expected):
+    assert sh.runtime.use_amp(torch.device(device), amp) is expected
+    if device == "cpu" and amp is None:  # and fit decides with it
+        _, result = tiny_run()
+        assert result["amp"] is False and TINY.amp is None
 
 
 @pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
