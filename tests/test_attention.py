@@ -8,9 +8,8 @@ import torch.nn.functional as F
 
 import sacnn_helpers as sh
 
-from sacnn_helpers import (AttentionMemoryError, CNNWithoutAttention, CNNWithSelfAttention, SelfAttention,
-                           relative_position_index,
-                           attention_map, attention_scores, capture_attention, from_tokens, pixel_index, to_tokens)
+from sacnn_helpers import (AttentionMemoryError, CNNWithoutAttention, CNNWithSelfAttention, SelfAttention, relative_position_index, attention_map, attention_scores, from_tokens, pixel_index, to_tokens)
+from sacnn_helpers.attention import capture_attention
 
 
 def make_layer(c=8, heads=1, qk=None, residual=True, gamma=0.5, seed=0):

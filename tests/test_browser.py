@@ -120,7 +120,7 @@ def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
                                           "--disable-background-networking", "--disable-component-update",
                                           "--no-first-run", "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1700})  # tall enough for three rows
+            page = browser.new_page(viewport={"width": 1200, "height": 1700})  # tall enough for the whole explorer
             page.goto(f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}")
             page.wait_for_function("() => window.jupyterapp?.shell?.currentWidget?.sessionContext"
                                    "?.session?.kernel?.status === 'idle'", timeout=30_000)
@@ -173,8 +173,8 @@ def test_sliders_clicks_and_toggle_redraw_the_attention_maps(lab):
                 assert after != before, f"slider {names[i]!r} did not change the picture"
                 print(f"slider {names[i]!r}: new picture {1000 * (time.perf_counter() - pressed):.0f} ms after the key press")
 
-            # A click inside the first row's image, up and to the left of its centre (with notebook 09's three
-            # networks the figure puts that image at about 3-27 % of the picture's width and 8-31 % of its
+            # A click inside the first row's image, up and to the left of its centre (with notebook 09's two
+            # networks the figure puts that image at about 6-30 % of the picture's width and 11-46 % of its
             # height), picks the map cell under it.
             before_src = picture.get_attribute("src")
             before_status = status.inner_text()

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from sacnn_helpers import (CheckpointError, CNNWithoutAttention, CNNWithSelfAttention, get_device,
-                           load_checkpoint, load_model, save_checkpoint, seed_everything)
+from sacnn_helpers import (CheckpointError, CNNWithoutAttention, CNNWithSelfAttention, get_device, load_model, seed_everything)
+from sacnn_helpers.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_keeps_weights_and_meta(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import sacnn_helpers.data as data
-from sacnn_helpers import CIFAR10_URL, CIFAR10NotFoundError, CorruptDataError, load_cifar10, read_batch
+from sacnn_helpers import CIFAR10NotFoundError, CorruptDataError, load_cifar10
+from sacnn_helpers.data import CIFAR10_URL, read_batch
 
 
 def write_batch(path: Path, images: np.ndarray, labels: list) -> None:

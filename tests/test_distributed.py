@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sacnn_helpers import get_recipe, load_recipe_data, read_checkpoint
+from sacnn_helpers import get_recipe, load_recipe_data
+from sacnn_helpers.checkpoints import read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,7 +39,7 @@ def test_flash_bytes_grow_linearly_and_explicit_quadratically():
     layer = sh.SelfAttention(6, heads=3, residual=False)
     _, w = layer(torch.randn(2, 6, 8, 8), return_attention=True)
     assert w.numel() * w.element_size() == table[0]["explicit_bytes"]
-    assert sh.flash_attention_bytes(1, 1, 4, 4, 8, torch.float16) == 16 * (8 * 2 + 4)
+    assert sh.attention.flash_attention_bytes(1, 1, 4, 4, 8, torch.float16) == 16 * (8 * 2 + 4)
 
 
 def test_show_heatmaps_grid_shape_and_bad_input():

@@ -1,16 +1,14 @@
 """Training loop, recipes, augmentation and the CLI (fast: tiny synthetic data, one tiny CIFAR-10 run)."""
-import json
 from dataclasses import replace
 
 import pytest
 import torch
 
 import sacnn_helpers as sh
-import sacnn_helpers.checkpoints as checkpoints
 import sacnn_helpers.training as training
 from sacnn_helpers import (MODELS, AttentionCNN, CheckpointError, ImageSet, Recipe, augment, build_recipe_model, fit,
                            evaluate, get_recipe, load_dataset, load_model, split_data)
-from sacnn_helpers.data import CIFAR10NotFoundError, load_cifar10
+from sacnn_helpers.data import load_cifar10
 from sacnn_helpers.train import main
 
 
@@ -160,9 +158,9 @@ def test_split_data_holds_out_a_fixed_validation_split():
 def test_attention_cnn_checks_its_arguments_and_records_gamma():
     with pytest.raises(ValueError, match="only 2 stages"):
         AttentionCNN(widths=[8, 8], attention_at=[3])
-    assert sh.attention_gammas(AttentionCNN(widths=[8, 8], attention_at=[1, 2])) == {
+    assert sh.attention.attention_gammas(AttentionCNN(widths=[8, 8], attention_at=[1, 2])) == {
         "features.7": 0.0, "features.15": 0.0}
-    assert sh.attention_gammas(AttentionCNN(widths=[8, 8], attention=False)) == {}
+    assert sh.attention.attention_gammas(AttentionCNN(widths=[8, 8], attention=False)) == {}
 
 
 # --- the loop: learning, checkpoints, resuming --------------------------------------------------------

@@ -288,11 +288,11 @@ def test_pictures_take_weights_straight_from_a_forward_pass():
 def test_network_layers_lists_each_layer_with_its_output_shape():
     import sacnn_helpers as sh
     net = sh.AttentionCNN(widths=[8, 16], attention_at=[2], image_size=16)
-    layers = sh.network_layers(net, torch.zeros(2, 3, 16, 16))
+    layers = sh.visualisation.network_layers(net, torch.zeros(2, 3, 16, 16))
     names = [name for name, _ in layers]
     assert names[:4] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "GELU"] and names[-2:] == ["pool", "Linear"]
     assert ("SelfAttention", (16, 4, 4)) in layers and layers[-2] == ("pool", (16,)) and layers[-1] == ("Linear", (10,))
-    summary = sh.network_layers(sh.CNNWithSelfAttention(image_size=8), torch.zeros(1, 3, 8, 8))
+    summary = sh.visualisation.network_layers(sh.CNNWithSelfAttention(image_size=8), torch.zeros(1, 3, 8, 8))
     assert summary[-2] == ("reshape", (128 * 8 * 8,))  # the flatten in forward, same numbers reshaped
     fig = sh.draw_network(net, torch.zeros(1, 3, 16, 16), per_row=5)
     texts = [t.get_text() for t in fig.axes[0].texts]
@@ -303,7 +303,7 @@ def test_network_layers_lists_each_layer_with_its_output_shape():
 
 def test_the_epoch_slider_replays_the_maps_fit_kept():
     pytest.importorskip("ipywidgets")
-    from sacnn_helpers import attention_snapshot
+    from sacnn_helpers.analysis import attention_snapshot
     seed_everything(0)
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     x = images.float() / 255
@@ -358,7 +358,7 @@ def test_an_attention_pool_shows_as_one_map_per_image_and_head():
 
 def test_the_layer_slider_reaches_a_later_networks_pool_and_its_replay():
     pytest.importorskip("ipywidgets")
-    from sacnn_helpers import attention_snapshot
+    from sacnn_helpers.analysis import attention_snapshot
     seed_everything(0)
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     x = images.float() / 255
