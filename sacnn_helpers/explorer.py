@@ -89,10 +89,12 @@ class AttentionExplorer:
         self.fixed_vmax = vmax
         self.vmax = 2.0  # the scale of the view shown last
         rows = len(self.names)
-        self.figure = Figure(figsize=(8.2, 2.55 * rows + 0.35), dpi=100)
+        height = 2.55 * rows + 0.55
+        self.figure = Figure(figsize=(8.2, height), dpi=100)
         self.axes = self.figure.subplots(rows, 3, squeeze=False)
-        self.figure.subplots_adjust(left=0.01, right=0.9, bottom=0.02, top=1 - 0.62 / (2.55 * rows + 0.35),
-                                    wspace=0.06, hspace=0.42)
+        # room for the two-line titles above each row and the map's tick labels below the last
+        self.figure.subplots_adjust(left=0.05, right=0.9, bottom=0.25 / height, top=1 - 0.62 / height,
+                                    wspace=0.12, hspace=0.42)
         self._artists: list[dict[str, object]] | None = None
         self.state: dict[str, int | bool] = {}
         self.status_text = ""

@@ -6,7 +6,10 @@ image) by how much the prediction should depend on them:
 - `attention_received`: the weight each key cell receives, averaged over all query cells (where the layer's
   queries look, taken together);
 - `grad_cam`: Grad-CAM (Selvaraju et al. 2017) at the attention layer's output: the channels' feature maps
-  weighted by the mean gradient of the predicted class's logit, positive part;
+  weighted by the mean gradient of the predicted class's logit, positive part. Where that weighted sum is
+  negative in every cell, the ReLU leaves nothing: the map is *empty* (`grad_cam(..., return_empty=True)`
+  says on which images) and ranks no cell above another, so the fair comparison scores every ranking on
+  the images where Grad-CAM is not empty (`saliency_areas` and `summarise_areas(..., where=...)`);
 - `input_x_gradient`: |input x gradient of the predicted logit|, summed over colour channels and over each
   cell's patch.
 
@@ -67,14 +70,19 @@ def _predicted_logit_gradient(model: nn.Module, images: torch.Tensor, hook_layer
     return grads[0], kept[0].detach(), grads[1]
 
 
-def grad_cam(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def grad_cam(model: nn.Module, images: torch.Tensor, return_empty: bool = False
+             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """B x h x w Grad-CAM maps at the first attention layer's output, for each image's predicted class,
-    normalised to sum 1 (uniform where the map is all zero). On the CPU."""
+    normalised to sum 1. A map that is all zero after the ReLU (the gradient-weighted sum of the channels is
+    negative or zero in every cell) is *empty*: it is returned as the uniform map, which ranks no cell above
+    another. With `return_empty=True` returns (maps, empty), `empty` a bool tensor of B. On the CPU."""
     layer = _check(model)
     _, features, grads = _predicted_logit_gradient(model, images, layer)
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * features).sum(1)).float().cpu()  # B x h x w
     total = cam.sum(dim=(1, 2), keepdim=True)
-    return torch.where(total > 0, cam / total.clamp_min(1e-12), torch.full_like(cam, 1 / cam[0].numel()))
+    empty = total[:, 0, 0] <= 0
+    maps = torch.where(total > 0, cam / total.clamp_min(1e-12), torch.full_like(cam, 1 / cam[0].numel()))
+    return (maps, empty) if return_empty else maps
 
 
 def input_x_gradient(model: nn.Module, images: torch.Tensor, map_size: tuple[int, int]) -> torch.Tensor:
@@ -121,27 +129,48 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, order: torch.Tens
     return out
 
 
-def saliency_table(model: nn.Module, images: torch.Tensor, steps: int = 16, seed: int = 0
-                   ) -> dict[str, dict[str, float]]:
-    """Deletion and insertion areas (mean and 95 % half-width over images) for the attention ranking,
-    Grad-CAM, input x gradient and a random order, on normalised `images`."""
+def saliency_areas(model: nn.Module, images: torch.Tensor, steps: int = 16, seed: int = 0
+                   ) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
+    """Per image, the deletion and insertion areas of each ranking (attention received, Grad-CAM, input x
+    gradient, a random order) on normalised `images`: ({ranking: {"deletion": B, "insertion": B}}, empty),
+    `empty` the B images whose Grad-CAM map is empty (there its uniform map gives the cells in index order,
+    top row first: no ranking at all)."""
     _check(model)
     received = attention_received(model, images)
     map_size = tuple(received.shape[-2:])
+    cam, empty = grad_cam(model, images, return_empty=True)
     g = torch.Generator().manual_seed(seed)
     rankings: dict[str, Callable[[], torch.Tensor]] = {
         "attention (weight received)": lambda: received,
-        "Grad-CAM": lambda: grad_cam(model, images),
+        "Grad-CAM": lambda: cam,
         "input x gradient": lambda: input_x_gradient(model, images, map_size),
         "random order": lambda: torch.rand(received.shape, generator=g),
     }
-    table = {}
+    areas = {}
     for name, scores in rankings.items():
-        order = scores().flatten(1).argsort(dim=1, descending=True)
-        areas = deletion_insertion(model, images, order, map_size, steps)
+        order = scores().flatten(1).argsort(dim=1, descending=True, stable=True)
+        areas[name] = deletion_insertion(model, images, order, map_size, steps)
+    return areas, empty
+
+
+def summarise_areas(areas: dict[str, dict[str, torch.Tensor]], where: torch.Tensor | None = None
+                    ) -> dict[str, dict[str, float]]:
+    """Mean and 95 % half-width over images of each ranking's areas (`saliency_areas`), on the images
+    where the bool mask `where` is True (default: all)."""
+    table = {}
+    for name, kinds in areas.items():
         table[name] = {}
-        for kind, values in areas.items():
-            mean, half = summarise(values.tolist())
+        for kind, values in kinds.items():
+            kept = values if where is None else values[where]
+            mean, half = summarise(kept.tolist())
             table[name][kind] = mean
             table[name][f"{kind}_ci95"] = half
     return table
+
+
+def saliency_table(model: nn.Module, images: torch.Tensor, steps: int = 16, seed: int = 0
+                   ) -> dict[str, dict[str, float]]:
+    """Deletion and insertion areas (mean and 95 % half-width over images) for the attention ranking,
+    Grad-CAM, input x gradient and a random order, on all normalised `images` (Grad-CAM's empty maps
+    included; `saliency_areas` and `summarise_areas` leave them out)."""
+    return summarise_areas(saliency_areas(model, images, steps, seed)[0])

@@ -215,18 +215,21 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
     maps = [[_query_map(weights[i, head], y, x, map_size) for (y, x) in pixels] for i in range(b)]
     # each H x W map is one row of H*W keys: flattened, so shared_scale multiplies by H*W, not by W
     vmax = shared_scale([m.reshape(-1) for row in maps for m in row]) if vmax is None else vmax
-    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.9 * (len(pixels) + 1) + 0.8, 1.8 * b), squeeze=False)
+    # panels of about 1.8 inches and 8- to 9-point text: a 5-column grid is about 10 inches wide, so a notebook
+    # that shrinks it to fit shows its smallest text at about 7 points
+    fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.85 * (len(pixels) + 1) + 0.9, 1.9 * b + 0.35),
+                             squeeze=False, layout="constrained")
     for i in range(b):
         img = to_display(images[i])
         axes[i, 0].imshow(img)
-        axes[i, 0].set_title(row_titles[i] if row_titles else f"image {i}", fontsize=8)
+        axes[i, 0].set_title(row_titles[i] if row_titles else f"image {i}", fontsize=9)
         for j, (y, x) in enumerate(pixels, start=1):
             amap = maps[i][j - 1]
             axes[i, j].imshow(overlay(img, amap, vmax))
             _box(axes[i, j], *map_cell(y, x, map_size, img.shape[:2]), width=1.5)
-            axes[i, j].set_xlabel(weight_range(amap), fontsize=6, labelpad=1)
+            axes[i, j].set_xlabel(weight_range(amap), fontsize=8, labelpad=2)
             if i == 0:
-                axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=8)
+                axes[i, j].set_title(f"query (y={y}, x={x})", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -274,11 +277,11 @@ def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> 
     positions = [(c + 0.5) * size - 0.5 for c in range(0, cells, step)]
     labels = [str(c) for c in range(0, cells, step)]
     if axis == "x":
-        ax.set_xticks(positions, labels, fontsize=6)
-        ax.set_xlabel(ax.get_xlabel() + "\nx (map cell)", fontsize=6, labelpad=1)
+        ax.set_xticks(positions, labels, fontsize=7)
+        ax.set_xlabel(ax.get_xlabel() + "\nx (map cell)", fontsize=8, labelpad=2)
     else:
-        ax.set_yticks(positions, labels, fontsize=6)
-        ax.set_ylabel("y (map cell)", fontsize=6, labelpad=1)
+        ax.set_yticks(positions, labels, fontsize=7)
+        ax.set_ylabel("y (map cell)", fontsize=8, labelpad=2)
 
 
 # --- a drawing of a network -----------------------------------------------------------------------

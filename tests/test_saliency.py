@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from sacnn_helpers import AttentionCNN, seed_everything
+from sacnn_helpers import AttentionCNN, SelfAttention, seed_everything
 from sacnn_helpers.saliency import (attention_received, deletion_insertion, grad_cam, input_x_gradient,
-                                    saliency_table)
+                                    saliency_areas, saliency_table, summarise_areas)
 
 
 def small_model():
@@ -35,6 +35,51 @@ def test_grad_cam_is_the_gradient_weighted_feature_map():
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * feats).sum(1)).detach()
     expected = cam / cam.sum(dim=(1, 2), keepdim=True)
     torch.testing.assert_close(grad_cam(model, x), expected)
+
+
+class FallsWithItsFeatures(torch.nn.Module):
+    """An attention layer that passes its input through (gamma = 0), then a class-0 logit of 100 minus the sum
+    of the layer's output: class 0 is always predicted, and its gradient is -1 at every cell and channel, so
+    Grad-CAM is relu(-(sum of the channels)) per cell, empty exactly where no cell's channel sum is negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = SelfAttention(2)
+
+    def forward(self, x):
+        total = self.attention(x).sum(dim=(1, 2, 3))
+        return torch.stack([100 - total, torch.zeros_like(total)], 1)
+
+
+def test_grad_cam_reports_its_empty_maps():
+    """Images 0, 2 and 3 have no cell whose channels sum below 0 (all positive, all zero, or a negative channel
+    outweighed by a positive one): their maps are empty, returned as uniform. Image 1 has one cell with a
+    negative sum: its map puts all the weight there. The count is 3 of 4."""
+    x = torch.ones(4, 2, 4, 4)
+    x[1, :, 2, 3] = -1.0  # one cell of image 1 sums to -2
+    x[2] = 0.0
+    x[3, 1] = -0.5  # channel 1 negative everywhere, but each cell sums to +0.5
+    maps, empty = grad_cam(FallsWithItsFeatures(), x, return_empty=True)
+    assert empty.tolist() == [True, False, True, True] and int(empty.sum()) == 3
+    torch.testing.assert_close(maps[empty], torch.full((3, 4, 4), 1 / 16))
+    expected = torch.zeros(4, 4)
+    expected[2, 3] = 1.0
+    torch.testing.assert_close(maps[1], expected)
+    torch.testing.assert_close(grad_cam(FallsWithItsFeatures(), x), maps)  # the default returns the maps alone
+
+
+def test_the_fair_table_leaves_out_the_empty_images():
+    """saliency_areas gives per-image areas and Grad-CAM's empty mask; summarise_areas over the mask averages
+    only the images where Grad-CAM is not empty, for every ranking alike."""
+    model, x = small_model(), torch.randn(8, 3, 16, 16)
+    areas, empty = saliency_areas(model, x, steps=4)
+    assert empty.shape == (8,) and empty.dtype == torch.bool
+    where = torch.tensor([True, False] * 4)
+    table = summarise_areas(areas, where=where)
+    for name, kinds in areas.items():
+        assert kinds["deletion"].shape == (8,)
+        assert table[name]["deletion"] == pytest.approx(float(kinds["deletion"][where].mean()))
+    assert summarise_areas(areas) == saliency_table(model, x, steps=4)
 
 
 def test_deletion_and_insertion_end_where_they_must():
