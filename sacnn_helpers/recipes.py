@@ -70,7 +70,7 @@ class Recipe:
 # The attention layer the series recommends on CIFAR-10, chosen from benchmarks/attention_maps.md (3 seeds per
 # step): cosine scores with a learned temperature, gamma starting at 0.5 (so the query/key weights get a gradient
 # from the first step), a learned 2-D relative position bias; and for training, the score parameters out of
-# weight decay with 10x the learning rate (else the position table barely moves). Notebooks 05 and 09.
+# weight decay with 10x the learning rate (else the position table barely moves). Notebooks 05 and 07.
 # The cpu recipe trains 12 epochs: 6 gave 83.4 %, 12 gave 86.5 % (benchmarks/attention_maps.md).
 RECOMMENDED_ATTENTION: dict[str, Any] = dict(qk_norm=True, gamma_init=0.5, position="relative")
 RECOMMENDED_TRAINING: dict[str, Any] = dict(qk_weight_decay=False, attention_lr_scale=10.0)

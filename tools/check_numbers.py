@@ -60,6 +60,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("10", "2.2"): "arithmetic: 1.96 * 1.1, the 95 % band of chance on 2,000 test images (exercise 10.1)",
     ("11", "2103.00020"): "an arXiv id (CLIP, Radford et al. 2021)",
     ("README.md", "3.11"): "the Python version the series is tested with",
+    ("00", "2.11"): "the oldest PyTorch the requirements admit (a version, tested by tools/floor_tests.sh)",
     ("README.md", "2.11"): "the oldest PyTorch the requirements admit (a version, tested by tools/floor_tests.sh)",
     ("docs/training.md", "86.13"): "the Intel Xeon mean of 5 seeds: the mean test_accuracy of "
                             "benchmarks/results/xeon-2026-11/cpu_attention_seed*.json (0.86126)",
