@@ -82,7 +82,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
             name="cpu", model="AttentionCNN",
             model_config=dict(widths=[32, 64, 128], attention_at=[2], heads=1, **RECOMMENDED_ATTENTION),
             epochs=12, batch_size=256, lr=0.2, **RECOMMENDED_TRAINING,
-            description="4 to 8 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 12 epochs"),
+            description="4 to 10 minutes on a 2-core CPU: AttentionCNN 32-64-128, attention at 8x8, 12 epochs"),
         "gpu": Recipe(
             name="gpu", model="Airbench94Net", trainer="airbench94",
             model_config=dict(attention_after=2, heads=4, **RECOMMENDED_ATTENTION),

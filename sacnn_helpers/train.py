@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if recipe.trainer == "airbench94" and device.type != "cuda" and args.device == "auto":
         parser.error(f"--recipe gpu is airbench94's training, seconds on a CUDA GPU in float16, but torch sees no "
                      f"CUDA GPU. On {device.type} it runs in float32 and takes most of an hour on a 2-core CPU. "
-                     f"Pass --device {device.type} to train there anyway, or use --recipe cpu (4 to 8 minutes)")
+                     f"Pass --device {device.type} to train there anyway, or use --recipe cpu (4 to 10 minutes)")
     rank = runtime.rank()
     try:
         if rank == 0:  # process 0 reads (or downloads) the data first; the others then read it from disk
