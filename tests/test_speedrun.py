@@ -62,21 +62,21 @@ def test_the_shared_layers_start_the_same_with_and_without_attention():
 
 @pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_twenty_steps_give_airbench94s_weights_and_tta_logits(airbench_on_cpu):
-    """Same seed, same images: 1,024 images in batches of 128 for 2.5 epochs = 20 steps (lookahead at
+    """Same seed, same images: 512 images in batches of 64 for 2.5 epochs = 20 steps (lookahead at
     steps 5, 10, 15, 20; the whitening bias frozen after epoch 1) end on airbench's weights exactly."""
-    images, labels = _tiny_cifar(1024)
+    images, labels = _tiny_cifar(512)
     airbench_harness.write_airbench_data(airbench_on_cpu, sh.ImageSet(images, labels, [str(i) for i in range(10)]),
                                  sh.ImageSet(images, labels, [str(i) for i in range(10)]))
     settings = dict(epochs=2.5, whiten_bias_epochs=1)
 
     torch.manual_seed(0)
-    loader = airbench_utils.CifarLoader("cifar10", train=True, batch_size=128, aug=dict(flip=True, translate=2),
+    loader = airbench_utils.CifarLoader("cifar10", train=True, batch_size=64, aug=dict(flip=True, translate=2),
                                         altflip=True)
     theirs = lib_airbench94.train94(train_loader=loader, verbose=False, **settings)
 
     torch.manual_seed(0)
     ours = speedrun.prepare_net(Airbench94Net(attention=False), torch.device("cpu"))
-    our_loader = speedrun.Loader(speedrun.to_float_images(images, torch.device("cpu")), labels, 128)
+    our_loader = speedrun.Loader(speedrun.to_float_images(images, torch.device("cpu")), labels, 64)
     history = speedrun.train94(ours, our_loader, **settings)
 
     assert len(history) == 3 and our_loader.epoch == 3
@@ -107,13 +107,13 @@ def test_the_optimiser_groups_add_only_the_attention_scores():
 
 @pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_the_gpu_recipe_trains_through_fit_on_a_cpu_subset(real_cifar10, tmp_path):
-    recipe = sh.get_recipe("gpu", train_limit=2048, test_limit=500, epochs=2, batch_size=128)
+    recipe = sh.get_recipe("gpu", train_limit=1024, test_limit=500, epochs=2, batch_size=128)
     data = sh.load_recipe_data(recipe)
     sh.seed_everything(0)
     model = sh.build_recipe_model(recipe, data["train"])
     result = sh.fit(model, data, recipe, device="cpu", progress=False, checkpoint=tmp_path / "gpu.pt")
     assert result["trainer"] == "airbench94" and result["tta_level"] == 2 and len(result["history"]) == 2
-    assert result["test_accuracy"] > 0.2  # 32 steps of airbench94 beat chance (0.1) clearly
+    assert result["test_accuracy"] > 0.2  # 16 steps of airbench94 beat chance (0.1) clearly (26.6 % here)
     loaded, meta = sh.load_model(tmp_path / "gpu.pt")
     images = sh.normalise(data["test"].images[:8], meta["mean"], meta["std"])
     torch.testing.assert_close(sh.predict(loaded, images), sh.predict(model, images))
