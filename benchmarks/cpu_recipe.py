@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import sacnn_helpers as sh  # noqa: E402  (loads its modules on first use)
 # variant -> the flags it adds to the recipe's command
 VARIANTS = {"attention": [], "no-attention": ["--no-attention"], "trained-uniform": ["--uniform-attention"],
             "attention-pool": ["--no-attention", "--pool", "attention"], "avg-pool": ["--no-attention", "--pool", "avg"],
@@ -44,16 +45,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "cpu-recipe"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(variant: str, seed: int, recipe: str) -> dict:
     name = f"{recipe}_{variant}_seed{seed}"
     out, ckpt = RESULTS / f"{name}.json", RUNS / f"{name}.pt"
@@ -61,9 +52,7 @@ def run(variant: str, seed: int, recipe: str) -> dict:
            "--device", "cpu", "--out", str(out), "--checkpoint", str(ckpt)]
     cmd += VARIANTS[variant]
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    sys.path.insert(0, str(ROOT))
-    from sacnn_helpers import get_recipe
-    current = get_recipe(recipe)
+    current = sh.get_recipe(recipe)
     same_run = (previous.get("epochs") == current.epochs
                 and all(previous.get("model_config", {}).get(k) == v for k, v in current.model_config.items()))
     if previous.get("benchmark") and same_run and (variant not in ABLATED or "uniform_ablation" in previous):
@@ -75,13 +64,13 @@ def run(variant: str, seed: int, recipe: str) -> dict:
     command = "python " + " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
     if "reused_checkpoint" not in result:  # it trained now: record this machine's load and the date
         result["benchmark"] = dict(command=command, load_average_before=list(load_before),
-                                   load_average_after=list(os.getloadavg()), cpu=cpu_model(),
+                                   load_average_after=list(os.getloadavg()), cpu=sh.runtime.cpu_model(),
                                    date_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
     elif "benchmark" in previous:  # nothing trained now: keep the numbers of the run that trained
         result["benchmark"] = previous["benchmark"]
     else:  # a finished checkpoint without a record of its training: say so, and claim no load or date
         result["benchmark"] = dict(command=command, reused_checkpoint=True, load_average_before=None,
-                                   load_average_after=None, cpu=cpu_model(), date_utc=None)
+                                   load_average_after=None, cpu=sh.runtime.cpu_model(), date_utc=None)
     if variant in ABLATED and "uniform_ablation" not in result:
         result["uniform_ablation"] = uniform_ablation(ckpt)
         if variant == "layer+attention-pool":  # each part alone too
@@ -93,8 +82,6 @@ def run(variant: str, seed: int, recipe: str) -> dict:
 def uniform_ablation(checkpoint: Path, which: str = "all") -> dict:
     """Test accuracy (single view, all 10,000 images) with the trained maps and with uniform ones (an attention
     pool's uniform maps: average pooling); `which`: "all", "layers" or "pools"."""
-    sys.path.insert(0, str(ROOT))
-    import sacnn_helpers as sh
     model, meta = sh.load_model(checkpoint)
     test = sh.load_cifar10(train=False)
     images = sh.normalise(test.images, meta["mean"], meta["std"])
@@ -116,9 +103,7 @@ def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 def interval(values: list[float], sign: bool = False) -> str:
     """'mean [low, high]': the mean over seeds with its 95 % t-interval."""
-    sys.path.insert(0, str(ROOT))
-    from sacnn_helpers.analysis import summarise
-    mean, half = summarise(values)
+    mean, half = sh.analysis.summarise(values)
     f = "+.2f" if sign else ".2f"
     return f"{mean:{f}} [{mean - half:{f}}, {mean + half:{f}}]" if len(values) > 1 else f"{mean:{f}}"
 

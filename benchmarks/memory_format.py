@@ -57,10 +57,8 @@ def main() -> None:
         for name, fmt in formats.items():
             rates[name].append(images_per_second(device, fmt, 256, args.steps))
     machine = sh.runtime.machine()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), machine["processor"]) if Path("/proc/cpuinfo").exists() else machine["processor"]
-    lines = [f"# channels_last against contiguous: training steps of the `cpu` recipe's network", "",
-             f"`python benchmarks/memory_format.py --device {args.device}`: {cpu}, "
+    lines = ["# channels_last against contiguous: training steps of the `cpu` recipe's network", "",
+             f"`python benchmarks/memory_format.py --device {args.device}`: {machine['processor']}, "
              f"{machine['cpu_count']} cores, {machine['torch_threads']} torch threads, torch {machine['torch']}, "
              f"device {device}; batch 256, {args.steps} timed steps after 3 warm-up steps, {args.rounds} rounds.", "",
              "| memory format | images/s per round | median |", "|---|---|---|"]

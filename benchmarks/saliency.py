@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,16 +26,6 @@ import sacnn_helpers as sh  # noqa: E402
 import torch  # noqa: E402
 from sacnn_helpers.analysis import summarise  # noqa: E402
 from sacnn_helpers.saliency import saliency_areas, summarise_areas  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -82,7 +71,7 @@ def main() -> None:
              f"{args.steps} steps of {64 // args.steps} cells on the 8 x 8 map; hidden pixels set to the mean). "
              f"Area under the probability of the class predicted on the intact image, mean ± 95 % half-width over "
              f"images; the paired columns: mean per-image difference from random order on the same images [95 % "
-             f"interval]. {seconds:.0f} s on a {os.cpu_count()}-core CPU ({cpu_model()}, torch {torch.__version__}, "
+             f"interval]. {seconds:.0f} s on a {os.cpu_count()}-core CPU ({sh.runtime.cpu_model()}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads; load average {load} at the end: the machine was shared with "
              f"other jobs).", "",
              f"**Grad-CAM is empty on {n_empty} of the {n:,} images** ({100 * n_empty / n:.1f} %): there the "

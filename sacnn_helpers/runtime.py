@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,14 +178,24 @@ def close_distributed() -> None:
         dist.destroy_process_group()
 
 
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux, where `platform.processor()` is empty)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     """What ran the code: platform, processor, cores, torch threads and version, load, GPU name."""
-    import platform
     try:
         load = list(os.getloadavg())
     except OSError:
         load = None
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+    return dict(platform=platform.platform(), processor=cpu_model(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=str(torch.__version__),
                 load_average=load, gpu=gpu)
