@@ -177,3 +177,10 @@ def test_sdpa_gets_bf16_stride_one_heads_and_a_matching_bias_under_autocast(monk
     else:
         assert seen["mask"].dtype == torch.bfloat16 and seen["mask"].shape == (4, 49, 49)
         assert seen["mask"].stride(-1) == 1
+
+
+def test_channels_last_on_cuda_and_the_cpu_never_on_mps():
+    fmt = sh.runtime.memory_format
+    assert fmt(torch.device("cpu")) == fmt(torch.device("cuda")) == torch.channels_last
+    assert fmt(torch.device("mps")) == torch.contiguous_format  # MPS convolution backward: wrong before torch 2.6
+    assert fmt(torch.device("cpu"), channels_last=False) == torch.contiguous_format
