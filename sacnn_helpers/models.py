@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+from airbench.lib_airbench94 import Conv as AirbenchConv, ConvGroup as AirbenchConvGroup, Mul as Scale
 
 from .analysis import attention_report, attention_snapshot
 from .attention import AttentionPool, SelfAttention
@@ -220,59 +221,6 @@ class LongRangeCNN(ReportsAttention, nn.Module):
 
 
 # --- airbench94's network (Keller Jordan, cifar10-airbench; PyPI `airbench` 0.1.8, lib_airbench94.py) ------
-
-class AirbenchBatchNorm(nn.BatchNorm2d):
-    """airbench's BatchNorm: eps 1e-12, running statistics updated with weight `1 - momentum` (0.4 for its
-    0.6), the scale frozen at 1 (only the shift is trained)."""
-
-    def __init__(self, num_features: int, momentum: float, eps: float = 1e-12) -> None:
-        super().__init__(num_features, eps=eps, momentum=1 - momentum)
-        self.weight.requires_grad = False
-
-
-class AirbenchConv(nn.Conv2d):
-    """airbench's convolution: 'same' padding, no bias by default, and a dirac (identity) start for the first
-    `in_channels` filters on top of PyTorch's default initialisation."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: str | int = "same",
-                 bias: bool = False) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=kernel_size, padding=padding, bias=bias)
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if self.bias is not None:
-            self.bias.data.zero_()
-        w = self.weight.data
-        torch.nn.init.dirac_(w[:w.size(1)])
-
-
-class AirbenchConvGroup(nn.Module):
-    """conv -> max-pool 2 -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU (airbench's `ConvGroup`)."""
-
-    def __init__(self, channels_in: int, channels_out: int, batchnorm_momentum: float) -> None:
-        super().__init__()
-        self.conv1 = AirbenchConv(channels_in, channels_out)
-        self.pool = nn.MaxPool2d(2)
-        self.norm1 = AirbenchBatchNorm(channels_out, batchnorm_momentum)
-        self.conv2 = AirbenchConv(channels_out, channels_out)
-        self.norm2 = AirbenchBatchNorm(channels_out, batchnorm_momentum)
-        self.activ = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activ(self.norm1(self.pool(self.conv1(x))))
-        return self.activ(self.norm2(self.conv2(x)))
-
-
-class Scale(nn.Module):
-    """Multiply by a constant (airbench's `Mul`: the logits times 1/9)."""
-
-    def __init__(self, scale: float) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
-
 
 @torch.no_grad()
 def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:

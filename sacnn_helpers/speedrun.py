@@ -17,7 +17,6 @@ airbench's own code.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from math import ceil
@@ -27,11 +26,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from airbench.utils import LookaheadState, batch_crop, batch_flip_lr  # airbench's own, device-agnostic code
+from airbench.lib_airbench94 import hyp
+from airbench.utils import CifarLoader, LookaheadState  # airbench's own, device-agnostic code
 
 from . import runtime
 from .analysis import predict
-from .attention import SelfAttention, attention_gammas, score_parameters
+from .attention import SelfAttention, score_parameters
 from .data import CIFAR10_MEAN, CIFAR10_STD, normalise
 from .models import Airbench94Net, init_whitening_conv
 
@@ -39,14 +39,8 @@ if TYPE_CHECKING:
     from .data import ImageSet
     from .recipes import Recipe
 
-# airbench94's hyperparameters (lib_airbench94.py), decoupled: lr and weight decay per 1,024 examples
-HYP: dict[str, Any] = {
-    "opt": {"train_epochs": 9.9, "batch_size": 1024, "lr": 11.5, "momentum": 0.85, "weight_decay": 0.0153,
-            "bias_scaler": 64.0, "label_smoothing": 0.2, "whiten_bias_epochs": 3},
-    "aug": {"flip": True, "translate": 2},
-    "net": {"widths": {"block1": 64, "block2": 256, "block3": 256}, "batchnorm_momentum": 0.6,
-            "scaling_factor": 1 / 9, "tta_level": 2},
-}
+# airbench94's hyperparameters, its own dict: lr and weight decay decoupled, per 1,024 examples
+HYP: dict[str, Any] = hyp
 # airbench's normalisation constants, in 0..1: the package's CIFAR-10 mean and std (0..255 units) / 255, which are
 # exactly airbench's (0.4914, 0.4822, 0.4465) and (0.2470, 0.2435, 0.2616)
 MEAN_01, STD_01 = [m / 255 for m in CIFAR10_MEAN], [s / 255 for s in CIFAR10_STD]
@@ -94,44 +88,21 @@ def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return (x / 255).to(memory_format=runtime.memory_format(device))
 
 
-class Loader:
-    """airbench's `CifarLoader` for training, on tensors: normalised once; on the first pass every image is
-    flipped at random once and reflect-padded; each epoch takes a random crop of each, mirrors all of them
-    on odd epochs (the alternating flip), shuffles, and yields full batches only."""
+class Loader(CifarLoader):
+    """airbench's `CifarLoader` for training (its `__iter__`: normalise once, flip each image at random once,
+    pad; then per epoch a random crop of each, all mirrored on odd epochs, shuffled, full batches only), fed
+    from tensors already on any device instead of its own file on CUDA."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int = 2,
                  flip: bool = True) -> None:
+        self.epoch = 0  # first: CifarLoader lets images and labels be set only before epoch 1
         self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.translate, self.flip, self.epoch = translate, flip, 0
-        self.proc: dict[str, torch.Tensor] = {}
+        self.aug = dict(flip=flip, translate=translate)
+        self.drop_last, self.shuffle, self.altflip, self.proc_images = True, True, True, {}
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """airbench's normalisation of 0..1 images, in their own dtype (what torchvision's `normalize` does)."""
+        """airbench's normalisation of 0..1 images, in their own dtype (what its torchvision `Normalize` does)."""
         return normalise(images, MEAN_01, STD_01)
-
-    def __len__(self) -> int:
-        return len(self.images) // self.batch_size
-
-    def __iter__(self):
-        if self.epoch == 0:
-            images = self.proc["norm"] = self.normalize(self.images)
-            if self.flip:
-                images = self.proc["flip"] = batch_flip_lr(images)
-            if self.translate > 0:
-                self.proc["pad"] = F.pad(images, (self.translate,) * 4, "reflect")
-        if self.translate > 0:
-            images = batch_crop(self.proc["pad"], self.images.shape[-2])
-        elif self.flip:
-            images = self.proc["flip"]
-        else:
-            images = self.proc["norm"]
-        if self.flip and self.epoch % 2 == 1:
-            images = images.flip(-1)
-        self.epoch += 1
-        indices = torch.randperm(len(images), device=images.device)
-        for i in range(len(self)):
-            idxs = indices[i * self.batch_size:(i + 1) * self.batch_size]
-            yield images[idxs], self.labels[idxs]
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -223,16 +194,17 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
 
 
 def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, device: torch.device, seed: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, epoch_end: Callable[[nn.Module, torch.Tensor], dict[str, Any]] | None = None
+                   ) -> tuple[list[dict[str, Any]], float, float, dict[str, Any]]:
     """What `fit` runs for the `gpu` recipe: airbench94's training of `model` (an `Airbench94Net`) on all of
     `data["train"]`, scored on `data["test"]` with test-time augmentation level 2. The global generator is
     reset from `seed` before the first batch, so runs with and without attention see the same batches.
+    `epoch_end(model, probe)`: what `fit` logs after every epoch, on 256 normalised training images.
 
-    The recipe's `lr`, `momentum`, `weight_decay` (airbench's decoupled values, per 1,024 examples),
-    `warmup` (where the schedule peaks), `label_smoothing`, `batch_size`, `epochs`, `translate`, `flip` and
-    `attention_lr_scale` are used; switches that belong to `fit`'s loop (`amp`, `compile`, `flip_test`,
-    `qk_weight_decay`, `channels_last`) are refused when changed. History rows hold the last batch's loss and
-    the seconds of training steps per epoch (no validation split, no running accuracy).
+    Uses the recipe's `lr`, `momentum`, `weight_decay` (airbench's decoupled values), `warmup` (where the
+    schedule peaks), `label_smoothing`, `batch_size`, `epochs`, `translate`, `flip` and `attention_lr_scale`;
+    refuses the switches of `fit`'s own loop. Returns (history, test loss, test accuracy, the result's
+    airbench-specific entries); the model is left in float32, in eval mode.
     """
     if runtime.world_size() > 1:
         raise RuntimeError("the gpu recipe (airbench94's training) runs in one process; launch it without torchrun")
@@ -250,32 +222,20 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
     loader = Loader(to_float_images(train.images, device), train.labels.to(device), recipe.batch_size,
                     recipe.translate, recipe.flip)
     probe = loader.normalize(loader.images[:256])
-
-    def epoch_end(net: nn.Module) -> dict[str, Any]:  # the keys `fit` logs (no validation split here)
-        report = net.epoch_report(probe) if hasattr(net, "epoch_report") else []
-        return dict(val_loss=None, val_accuracy=None, gammas=attention_gammas(net), attention=report)
-
     torch.manual_seed(seed)
-    epochs = recipe.epochs
-    history = train94(model, loader, epochs=epochs, label_smoothing=recipe.label_smoothing, lr=recipe.lr,
+    history = train94(model, loader, epochs=recipe.epochs, label_smoothing=recipe.label_smoothing, lr=recipe.lr,
                       momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                      attention_lr_scale=recipe.attention_lr_scale, progress=progress, epoch_end=epoch_end,
-                      peak=recipe.warmup)
-    for row in history:
-        row["seconds"] = row["step_seconds"]
-    test_images = loader.normalize(to_float_images(test.images, device))
-    logits = predict(model, test_images, batch_size=2000, tta_level=HYP["net"]["tta_level"])
-    labels = test.labels
-    test_acc = (logits.argmax(1) == labels).sum().item() / len(labels)
-    test_loss = F.cross_entropy(logits, labels).item()
-    seconds = sum(h["step_seconds"] for h in history)
+                      attention_lr_scale=recipe.attention_lr_scale, progress=progress, peak=recipe.warmup,
+                      epoch_end=None if epoch_end is None else lambda net: epoch_end(net, probe))
+    for row in history:  # no validation split: the keys `fit` logs, empty
+        row.update(val_loss=None, val_accuracy=None, seconds=row["step_seconds"])
+    logits = predict(model, loader.normalize(to_float_images(test.images, device)), batch_size=2000,
+                     tta_level=HYP["net"]["tta_level"])
+    test_acc = (logits.argmax(1) == test.labels).sum().item() / len(test)
+    test_loss = F.cross_entropy(logits, test.labels).item()
     model.float().eval()  # float32 afterwards, so every helper (predict, the explorer) can feed it float32 images
-    return dict(model=type(model).__name__, model_config=copy.deepcopy(getattr(model, "config", {})),
-                parameters=sum(p.numel() for p in model.parameters()), dataset=recipe.dataset, recipe=recipe.name,
-                trainer="airbench94", device=str(device), world_size=1, amp=False, compile=False,
-                dtype=str(compute_dtype(device)), epochs=recipe.epochs, seed=seed, test_accuracy=test_acc,
-                test_loss=test_loss, tta_level=HYP["net"]["tta_level"], train_seconds=seconds,
-                images_per_second=ceil(len(loader) * epochs) * loader.batch_size / seconds,
-                train_images=len(train), val_images=0, test_images=len(test), data_source=train.source,
-                mean=list(CIFAR10_MEAN), std=list(CIFAR10_STD),
-                classes=train.classes, history=history, machine=runtime.machine(), resumed_from=0)
+    images = ceil(len(loader) * recipe.epochs) * loader.batch_size
+    extra = dict(trainer="airbench94", dtype=str(compute_dtype(device)), tta_level=HYP["net"]["tta_level"],
+                 images_per_second=images / sum(h["step_seconds"] for h in history),
+                 mean=list(CIFAR10_MEAN), std=list(CIFAR10_STD))
+    return history, test_loss, test_acc, extra

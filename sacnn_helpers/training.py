@@ -2,6 +2,7 @@
 resume, per-epoch logging and torchrun (DistributedDataParallel) on top."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -224,8 +225,10 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
             model.to(device).eval()
             return dict(blob["meta"]["result"], reused_checkpoint=str(checkpoint))
     if recipe.trainer == "airbench94":  # the gpu recipe: airbench94's own training, in seconds (speedrun.py)
-        result = fit_airbench94(model, data, recipe, device, seed, progress is True)
-        _save(checkpoint, model, identity, None, train, result["history"], finished=True, result=result)
+        history, test_loss, test_acc, extra = fit_airbench94(model, data, recipe, device, seed, progress is True,
+                                                             _attention_log)
+        result = _result(model, data, recipe, device, False, seed, test_loss, test_acc, history, 0, **extra)
+        _save(checkpoint, model, identity, None, train, history, finished=True, result=result)
         return result
     if recipe.epochs != int(recipe.epochs):
         raise ValueError(f"fit trains whole epochs, got epochs={recipe.epochs}; only the gpu recipe "
@@ -252,9 +255,7 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
         val_loss, val_acc = (evaluate(model, val.images, val.labels, train.mean, train.std,
                                       flip=recipe.flip_test, amp=amp) if len(val) else (None, None))
         row = dict(epoch=epoch + 1, **row, val_loss=val_loss, val_accuracy=val_acc,
-                   seconds=time.perf_counter() - t0, gammas=attention_gammas(model))
-        if runtime.rank() == 0 and hasattr(model, "epoch_report"):
-            row["attention"] = model.epoch_report(probe)
+                   seconds=time.perf_counter() - t0, **_attention_log(model, probe))
         if replay is not None:
             replay["snapshots"].append(model.epoch_snapshot(replay["inputs"], epoch + 1))
         _say(progress, _epoch_line(row, recipe.epochs))
@@ -289,6 +290,15 @@ def _replay(model: nn.Module, test: ImageSet, train: ImageSet, device: torch.dev
     if (not first["layers"] and first["pool"] is None) or any(h * w > REPLAY_MAX_TOKENS for h, w in first["sizes"]):
         return None
     return dict(split="test", images=list(range(n)), inputs=inputs, snapshots=[first])
+
+
+def _attention_log(model: nn.Module, probe: torch.Tensor) -> dict[str, Any]:
+    """What both trainers log after every epoch: each layer's `gamma`, and (process 0) the model's
+    `epoch_report` on the normalised `probe` images, when it has one."""
+    row: dict[str, Any] = dict(gammas=attention_gammas(model))
+    if runtime.rank() == 0 and hasattr(model, "epoch_report"):
+        row["attention"] = model.epoch_report(probe)
+    return row
 
 
 def _say(progress: bool, text: str) -> None:
@@ -332,10 +342,11 @@ def _save(checkpoint: str | os.PathLike | None, model: nn.Module, identity: dict
 
 
 def _result(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, device: torch.device, amp: bool,
-            seed: int, test_loss: float, test_acc: float, history: list[dict[str, Any]],
-            resumed_from: int) -> dict[str, Any]:
+            seed: int, test_loss: float, test_acc: float, history: list[dict[str, Any]], resumed_from: int,
+            **extra: Any) -> dict[str, Any]:
+    """The run's result, for both trainers; `extra` adds or replaces entries (the airbench94 trainer's)."""
     train = data["train"]
-    return dict(model=type(model).__name__, model_config=getattr(model, "config", {}),
+    return dict(model=type(model).__name__, model_config=copy.deepcopy(getattr(model, "config", {})),
                 parameters=sum(p.numel() for p in model.parameters()), dataset=recipe.dataset,
                 recipe=recipe.name, device=str(device), world_size=runtime.world_size(), amp=amp,
                 compile=recipe.compile, epochs=recipe.epochs, seed=seed, test_accuracy=test_acc,
@@ -343,4 +354,4 @@ def _result(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, device:
                 images_per_second=len(train) * len(history) / sum(h["step_seconds"] for h in history),
                 train_images=len(train), val_images=len(data["val"]), test_images=len(data["test"]),
                 data_source=train.source, mean=train.mean, std=train.std, classes=train.classes,
-                history=history, machine=runtime.machine(), resumed_from=resumed_from)
+                history=history, machine=runtime.machine(), resumed_from=resumed_from) | extra
