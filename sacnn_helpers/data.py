@@ -1,6 +1,5 @@
-"""Data: images and labels held as whole tensors (`ImageSet`), CIFAR-10 read offline from the official
-python layout without trusting pickle, notebook 10's synthetic long-range task, the train/validation/test
-splits a recipe asks for, and augmentation as tensor operations on the training device."""
+"""Data as whole tensors (`ImageSet`): CIFAR-10 from the official python layout without trusting pickle,
+notebook 10's long-range task, a recipe's splits, and augmentation on the training device."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from .runtime import memory_format
 
@@ -28,9 +26,8 @@ DATA_DIR_ENV = "SACNN_DATA_DIR"
 REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
-# Per-channel mean and standard deviation of the CIFAR-10 training images in 0..255 units (the usual
-# 0.4914, 0.4822, 0.4465 and 0.2470, 0.2435, 0.2616 times 255; divide by 255 for images in 0..1).
-# Training normalises with them rounded to 0.1 (the `mean`/`std` of the ImageSet `load_cifar10` returns).
+# Per-channel mean and std of the training images, 0..255 units (the usual 0.4914, ... and 0.2470, ... x 255).
+# Training normalises with them rounded to 0.1 (the `mean`/`std` of what `load_cifar10` returns).
 CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (62.985, 62.0925, 66.708)
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -55,8 +52,8 @@ class CorruptDataError(ValueError):
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Admits only what the official batch files hold: numpy array reconstruction, dicts, lists,
-    numbers and strings. Any other global (os.system, builtins.eval, ...) is refused before it runs."""
+    """Admits only what the official batch files hold (numpy arrays, dicts, lists, numbers, strings): any other
+    global (os.system, builtins.eval, ...) is refused before it runs."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_GLOBALS:
@@ -132,27 +129,18 @@ def _download(root: Path) -> None:
 _NOTED: set[Path] = set()
 
 
-class ImageSet(Dataset):
-    """Images and labels held as whole tensors: the one container for every data set in the series.
+class ImageSet:
+    """Images and labels as whole tensors: the one container for every data set in the series.
 
-    Attributes:
-        images: N x C x H x W uint8 tensor (0..255).
-        labels: N int64 tensor of class indices.
-        classes: class names, `classes[label]`.
-        source: one line saying where the images came from, for a notebook to print.
-        mean, std: per-channel statistics in 0..255 units that the network's input is normalised with
-            (`normalise`); computed from the images when not given.
-        transform: applied to each item by `__getitem__` (the whole-tensor training path ignores it).
-        any keyword argument more: a per-image tensor with N rows (e.g. `marks` of the long-range task),
-            kept as an attribute and indexed along with the images by `subset`.
-
-    Items are (C x H x W float tensor in [0, 1], label), passed through `transform` if given, so an
-    `ImageSet` also works with a `torch.utils.data.DataLoader`.
+    images: N x C x H x W uint8 (0..255); labels: N int64; classes: names, `classes[label]`; source: one line
+    saying where the images came from; mean, std: per channel in 0..255 units, what the network's input is
+    normalised with (`normalise`; computed from the images when not given). Any further keyword: a tensor with
+    one row per image (the long-range task's `marks`), kept as an attribute and indexed along by `subset`.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], source: str = "",
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **per_image: torch.Tensor) -> None:
+                 **per_image: torch.Tensor) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"ImageSet images must be an N x C x H x W uint8 tensor (0..255), got "
                              f"{images.dim()}-D {images.dtype} with shape {tuple(images.shape)}")
@@ -166,7 +154,6 @@ class ImageSet(Dataset):
             mean = x.mean(dim=(0, 2, 3)).tolist() if len(images) else [0.0] * images.shape[1]
             std = (x.std(dim=(0, 2, 3)).clamp_min(1.0).tolist() if len(images) > 1 else [1.0] * images.shape[1])
         self.mean, self.std = [float(m) for m in mean], [float(v) for v in std]
-        self.transform = transform
         self.per_image = list(per_image)
         for name, t in per_image.items():
             setattr(self, name, t)
@@ -175,10 +162,8 @@ class ImageSet(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = self.images[i].float() / 255
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[i])
+        """One float image in [0, 1] and its label (so a `DataLoader` can read the set too)."""
+        return self.images[i].float() / 255, int(self.labels[i])
 
     def __repr__(self) -> str:
         return (f"ImageSet({len(self)} images {tuple(self.images.shape[1:])}, {len(self.classes)} classes: "
@@ -187,12 +172,11 @@ class ImageSet(Dataset):
     def subset(self, index: torch.Tensor | slice, source: str | None = None) -> ImageSet:
         """The images (and labels, per-image tensors) at `index`, with the same classes and statistics."""
         return ImageSet(self.images[index], self.labels[index], self.classes,
-                        self.source if source is None else source, self.mean, self.std, self.transform,
+                        self.source if source is None else source, self.mean, self.std,
                         **{name: getattr(self, name)[index] for name in self.per_image})
 
 
-def _read_cifar10_folder(folder: Path, train: bool,
-                         transform: Callable[[torch.Tensor], torch.Tensor] | None) -> ImageSet:
+def _read_cifar10_folder(folder: Path, train: bool) -> ImageSet:
     files = [folder / name for name in (TRAIN_FILES if train else TEST_FILES)]
     images, labels = [], []
     for path in files:
@@ -207,20 +191,15 @@ def _read_cifar10_folder(folder: Path, train: bool,
     data = ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels), CIFAR10_CLASSES,
                     f"{len(labels)} {'training' if train else 'test'} images from {folder}: {kind}",
                     # the training set's statistics, rounded to 0.1 as the shipped weights were trained with
-                    mean=[round(m, 1) for m in CIFAR10_MEAN], std=[round(v, 1) for v in CIFAR10_STD],
-                    transform=transform)
+                    mean=[round(m, 1) for m in CIFAR10_MEAN], std=[round(v, 1) for v in CIFAR10_STD])
     data.official_md5 = official
     return data
 
 
-def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, download: bool = True,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ImageSet:
-    """CIFAR-10 training (`train=True`, 50,000 images) or test set (10,000) as an `ImageSet`.
-
-    Looks in `root`, else $SACNN_DATA_DIR, else `<repo>/data`, for `cifar-10-batches-py/`. When the
-    files are missing and `download` is True it downloads them through torchvision. An existing folder
-    is read even when its md5 sums are not the official ones (offline copies, cluster mirrors).
-    """
+def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, download: bool = True) -> ImageSet:
+    """CIFAR-10's training (50,000 images) or test set (10,000) from `root`, else $SACNN_DATA_DIR, else
+    `<repo>/data`; downloaded through torchvision when missing and `download`. Offline copies whose md5 sums
+    differ from the official files are read all the same."""
     root = resolve_data_dir(root)
     folder = root / CIFAR10_FOLDER
     needed = [folder / n for n in (TRAIN_FILES if train else TEST_FILES)]
@@ -243,7 +222,7 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, down
                 f"existing {CIFAR10_FOLDER}/ folder into a data folder and point the environment variable "
                 f"{DATA_DIR_ENV} (or root=..., or --data-dir of the training command) at that folder{fetch}"
             ) from error
-    return _read_cifar10_folder(folder, train, transform)
+    return _read_cifar10_folder(folder, train)
 
 
 # === A synthetic task that needs long-range attention (notebook 10) ================================
@@ -256,27 +235,14 @@ LONG_RANGE_CLASSES = ["different", "same"]
 
 def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int = 2, min_distance: int = 8,
                     max_distance: int | None = None, num_colours: int = 6, noise: int = 24) -> ImageSet:
-    """Generate the "same colour?" data set: two square marks at random positions, far apart.
+    """The "same colour?" task: two `mark_size` squares in palette colours on dark noise (0..`noise`), label 1
+    when their colours are the same (exactly ceil(n/2) images), 0 when not. The marks' top-left pixels are
+    `min_distance`..`max_distance` apart (Chebyshev), the pair drawn uniformly from all pairs that qualify.
 
-    Each image is a dark background (uniform noise 0..`noise` per pixel and channel) with two
-    `mark_size` x `mark_size` squares painted in palette colours. The label is 1 when the two colours
-    are the same, 0 when they differ; exactly half the images (n // 2 rounded up) are "same". The
-    marks' top-left pixels are `min_distance`..`max_distance` apart in Chebyshev distance
-    (max(|dy|, |dx|)); the pair of positions is drawn uniformly from all pairs that qualify. Marks
-    never overlap (the distance is at least `mark_size`).
-
-    Returns an `ImageSet` (classes "different", "same") with three per-image tensors: `marks` (N x 2 x 2:
-    the (y, x) of each mark's top-left pixel), `colours` (N x 2 indices into `LONG_RANGE_PALETTE`) and
-    `distances` (N: the Chebyshev distance between the marks' top-left pixels).
-
-    Why it needs long range: one unit of a stack of L 3x3 convolutions (no pooling) sees a (2L+1)-pixel
-    square. It sees a pixel of each mark only if distance - mark_size + 1 <= 2L, and both whole marks only
-    if distance + mark_size - 1 <= 2L (`LongRangeCNN.receptive_field`). The defaults (2x2 marks 8 to 10
-    apart) are out of reach of every unit of a depth-3 network (8 - 2 + 1 = 7 > 6). When no unit sees a
-    pixel of both marks, every feature depends on one mark only, and a global average pool + linear head
-    adds the two marks' contributions: it cannot tell "same" from "different" (see notebook 10).
-
-    Deterministic: the same arguments give the same tensors (one `torch.Generator` seeded with `seed`).
+    Per-image tensors: `marks` (N x 2 x 2, each mark's top-left (y, x)), `colours` (N x 2 palette indices) and
+    `distances` (N). A stack of L 3x3 convolutions sees a pixel of both marks only if distance - mark_size + 1
+    <= 2L (`LongRangeCNN.receptive_field`): the defaults are out of reach at depth 3 (notebook 10).
+    Deterministic: one `torch.Generator` seeded with `seed`.
     """
     if n < 1:
         raise ValueError(f"n must be a positive number of images, got {n}")
@@ -323,9 +289,8 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
 
 def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = True, train_size: int = 10_000,
                     test_size: int = 2_000, **params: Any) -> tuple[ImageSet, ImageSet]:
-    """Notebook 10's "same colour?" task, generated in memory: training images from seed 0, test images
-    from seed 1 (the same task, other images), normalised with the training images' statistics.
-    `data_dir` and `download` are not used (they are there to match `load_cifar10_splits`)."""
+    """Notebook 10's task in memory: training images from seed 0, test images from seed 1, both normalised with
+    the training statistics. `data_dir` and `download` are unused (the signature of `DATASETS`)."""
     train = make_long_range(train_size, seed=0, **params)
     test = make_long_range(test_size, seed=1, **params)
     test.mean, test.std = train.mean, train.std
@@ -348,8 +313,7 @@ DATASETS: dict[str, Callable[..., tuple[ImageSet, ImageSet]]] = {
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True
                  ) -> tuple[ImageSet, ImageSet]:
-    """(training set, test set) of a data set in `DATASETS`. CIFAR-10 is downloaded when it is missing
-    and `download` is True, exactly as `load_cifar10` does."""
+    """(training set, test set) of a data set in `DATASETS`."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name](data_dir, download=download)
@@ -357,8 +321,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
 
 def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int | None = None,
                test_limit: int | None = None, split_seed: int = 0) -> dict[str, ImageSet]:
-    """{"train", "val", "test"}: `val_size` training images held out for validation (the same ones for
-    every run: the split has its own fixed seed), and at most `train_limit` / `test_limit` images kept."""
+    """{"train", "val", "test"}: `val_size` training images held out (the same ones every run: a fixed seed),
+    and at most `train_limit` / `test_limit` images kept."""
     n = len(train)
     if not 0 <= val_size < n:
         raise ValueError(f"val_size={val_size} images held out for validation, but the training set has only "
@@ -375,9 +339,8 @@ def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int 
 
 def normalise(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
               std: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """Per channel (x - mean) / std, the one normalisation of the package. A uint8 batch becomes float32 with
-    mean and std in 0..255 units; float images keep their dtype and take mean and std in their own units (the
-    gpu recipe normalises 0..1 images in float16, as airbench does). mean, std: lists, or C x 1 x 1 tensors."""
+    """Per channel (x - mean) / std, the package's one normalisation: uint8 becomes float32 (mean, std in 0..255
+    units); float images keep their dtype and units (airbench's 0..1 images in float16). Lists or C x 1 x 1."""
     x = images if images.is_floating_point() else images.float()
     mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1, 1, 1) for v in (mean, std))
     return (x - mean) / std
@@ -387,8 +350,8 @@ def normalise(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
 
 def draw_augmentation(n: int, translate: int = 2, flip: bool = True, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random offsets dy, dx in 0..2*translate and mirror flags for `n` images, drawn from `generator` (the
-    global CPU generator when None) on the generator's device: on the training device, no host copies."""
+    """Random offsets dy, dx in 0..2*translate and mirror flags for `n` images, drawn on `generator`'s device
+    (the global CPU generator when None)."""
     device = generator.device if generator is not None else torch.device("cpu")
     dy = dx = torch.zeros(n, dtype=torch.int64, device=device)
     if translate > 0:
@@ -417,19 +380,13 @@ def shift_and_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, mir
 
 def augment(images: torch.Tensor, translate: int = 2, flip: bool = True,
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random shifts by up to `translate` pixels and random horizontal flips of a uint8 batch.
-
-    images: B x C x H x W (uint8 stays uint8). Each image is zero-padded by `translate` and cropped back
-    to H x W at a random offset (the classic "random crop with padding"), then mirrored with probability
-    1/2 when `flip`. Pure tensor operations on the images' device; the random numbers come from
-    `generator` on its own device (`draw_augmentation`).
-    """
+    """Random crops after zero-padding by `translate` and, when `flip`, mirrors with probability 1/2, of a
+    B x C x H x W batch (uint8 stays uint8), as tensor operations on the images' device."""
     dy, dx, mirror = draw_augmentation(len(images), translate, flip, generator)
     return shift_and_flip(images, dy, dx, mirror, translate)
 
 
 def load_recipe_data(recipe: Recipe, data_dir: str | None = None, download: bool = True) -> dict[str, ImageSet]:
-    """The recipe's data set split as it trains on it: {"train", "val", "test"} (`load_dataset`, then
-    `split_data` with the recipe's validation size and limits)."""
+    """The recipe's data set, split as it trains on it (`load_dataset`, then `split_data`)."""
     train, test = load_dataset(recipe.dataset, data_dir, download=download)
     return split_data(train, test, recipe.val_size, recipe.train_limit, recipe.test_limit)

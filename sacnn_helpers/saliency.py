@@ -1,23 +1,15 @@
-"""Attention against other explanations: gradient saliency maps and the deletion/insertion test (notebook 09).
+"""Attention against other explanations (notebook 09): three ways to rank the cells of the attention layer's
+map by how much the prediction should depend on them, and the deletion/insertion test that scores a ranking.
 
-Three ways to rank the cells of the attention layer's map (an 8 x 8 grid of 4 x 4-pixel patches on a 32 x 32
-image) by how much the prediction should depend on them:
+- `attention_received`: the weight each key cell receives, averaged over all query cells;
+- `grad_cam`: Grad-CAM (Selvaraju et al. 2017) at the attention layer's output. Where the gradient-weighted sum
+  of the channels is negative in every cell, the ReLU leaves an *empty* map that ranks nothing, so rankings are
+  compared on the images where Grad-CAM is not empty (`saliency_areas`, `summarise_areas(..., where=...)`);
+- `input_x_gradient`: |input x gradient of the predicted logit|, summed over colours and over each cell's patch.
 
-- `attention_received`: the weight each key cell receives, averaged over all query cells (where the layer's
-  queries look, taken together);
-- `grad_cam`: Grad-CAM (Selvaraju et al. 2017) at the attention layer's output: the channels' feature maps
-  weighted by the mean gradient of the predicted class's logit, positive part. Where that weighted sum is
-  negative in every cell, the ReLU leaves nothing: the map is *empty* (`grad_cam(..., return_empty=True)`
-  says on which images) and ranks no cell above another, so the fair comparison scores every ranking on
-  the images where Grad-CAM is not empty (`saliency_areas` and `summarise_areas(..., where=...)`);
-- `input_x_gradient`: |input x gradient of the predicted logit|, summed over colour channels and over each
-  cell's patch.
-
-`deletion_insertion` scores a ranking with the causal test of Petsiuk et al. 2018 (RISE): hide the cells
-most important first (deletion; a good ranking makes the predicted class's probability fall fast: a small
-area under the curve) or reveal them one by one on a blank image (insertion; a good ranking makes it rise
-fast: a large area). Hidden pixels are set to 0, the mean of the normalised images. A random order is the
-baseline every ranking should beat.
+`deletion_insertion` is the causal test of Petsiuk et al. 2018 (RISE): hide the most important cells first
+(a good ranking makes the predicted probability fall fast: small area) or reveal them on a blank image (it
+rises fast: large area). Hidden pixels are 0, the mean of normalised images; a random order is the baseline.
 """
 from __future__ import annotations
 
@@ -72,10 +64,9 @@ def _predicted_logit_gradient(model: nn.Module, images: torch.Tensor, hook_layer
 
 def grad_cam(model: nn.Module, images: torch.Tensor, return_empty: bool = False
              ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """B x h x w Grad-CAM maps at the first attention layer's output, for each image's predicted class,
-    normalised to sum 1. A map that is all zero after the ReLU (the gradient-weighted sum of the channels is
-    negative or zero in every cell) is *empty*: it is returned as the uniform map, which ranks no cell above
-    another. With `return_empty=True` returns (maps, empty), `empty` a bool tensor of B. On the CPU."""
+    """B x h x w Grad-CAM maps (sum 1) at the first attention layer's output for each image's predicted class,
+    on the CPU. An empty map (all zero after the ReLU) comes back uniform; `return_empty=True` also returns
+    which images (a bool tensor of B)."""
     layer = _check(model)
     _, features, grads = _predicted_logit_gradient(model, images, layer)
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * features).sum(1)).float().cpu()  # B x h x w
@@ -97,10 +88,9 @@ def input_x_gradient(model: nn.Module, images: torch.Tensor, map_size: tuple[int
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, images: torch.Tensor, order: torch.Tensor, map_size: tuple[int, int],
                        steps: int = 16, batch_size: int = 250) -> dict[str, torch.Tensor]:
-    """Per image, the area under the probability of the class predicted on the intact image as its cells are
-    hidden (deletion) or revealed on a blank image (insertion) in `order` (B x N cell indices y*W + x, most
-    important first), in `steps` equal steps from no cell to all of them. An area is the mean over the
-    steps + 1 points (0..1). Returns {"deletion": B, "insertion": B} on the CPU."""
+    """Per image, the area (0..1, the mean over steps + 1 points) under the probability of the class predicted
+    on the intact image as cells are hidden (deletion) or revealed on a blank image (insertion) in `order` (B x N
+    cell indices y*W + x, most important first). Returns {"deletion": B, "insertion": B} on the CPU."""
     b, n = order.shape
     if n != map_size[0] * map_size[1]:
         raise ValueError(f"order has {n} cells per image, the map {map_size[0]}x{map_size[1]} has "
@@ -131,10 +121,8 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, order: torch.Tens
 
 def saliency_areas(model: nn.Module, images: torch.Tensor, steps: int = 16, seed: int = 0
                    ) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
-    """Per image, the deletion and insertion areas of each ranking (attention received, Grad-CAM, input x
-    gradient, a random order) on normalised `images`: ({ranking: {"deletion": B, "insertion": B}}, empty),
-    `empty` the B images whose Grad-CAM map is empty (there its uniform map gives the cells in index order,
-    top row first: no ranking at all)."""
+    """Deletion and insertion areas of each ranking (attention received, Grad-CAM, input x gradient, random) on
+    normalised `images`: ({ranking: {"deletion": B, "insertion": B}}, the images whose Grad-CAM map is empty)."""
     _check(model)
     received = attention_received(model, images)
     map_size = tuple(received.shape[-2:])
@@ -166,11 +154,3 @@ def summarise_areas(areas: dict[str, dict[str, torch.Tensor]], where: torch.Tens
             table[name][kind] = mean
             table[name][f"{kind}_ci95"] = half
     return table
-
-
-def saliency_table(model: nn.Module, images: torch.Tensor, steps: int = 16, seed: int = 0
-                   ) -> dict[str, dict[str, float]]:
-    """Deletion and insertion areas (mean and 95 % half-width over images) for the attention ranking,
-    Grad-CAM, input x gradient and a random order, on all normalised `images` (Grad-CAM's empty maps
-    included; `saliency_areas` and `summarise_areas` leave them out)."""
-    return summarise_areas(saliency_areas(model, images, steps, seed)[0])

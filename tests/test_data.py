@@ -59,13 +59,6 @@ def test_environment_variable_sets_the_root(tiny_cifar, monkeypatch):
     assert len(load_cifar10(train=False, download=False)) == 2
 
 
-def test_transform_is_applied(tiny_cifar):
-    root, _ = tiny_cifar
-    flipped = load_cifar10(root, train=False, download=False, transform=lambda x: x.flip(-1))
-    plain = load_cifar10(root, train=False, download=False)
-    assert torch.equal(flipped[0][0], plain[0][0].flip(-1))
-
-
 def test_no_data_without_download_names_folder_variable_and_url(tmp_path):
     with pytest.raises(CIFAR10NotFoundError) as err:
         load_cifar10(tmp_path / "empty", download=False)

@@ -4,7 +4,7 @@ import torch
 
 from sacnn_helpers import AttentionCNN, SelfAttention, seed_everything
 from sacnn_helpers.saliency import (attention_received, deletion_insertion, grad_cam, input_x_gradient,
-                                    saliency_areas, saliency_table, summarise_areas)
+                                    saliency_areas, summarise_areas)
 
 
 def small_model():
@@ -20,21 +20,30 @@ def test_maps_are_distributions_on_the_attention_grid():
     assert model.training is False
 
 
-def test_grad_cam_is_the_gradient_weighted_feature_map():
-    from sacnn_helpers import attention_layers
-    model, x = small_model(), torch.randn(2, 3, 16, 16)
-    kept = []
-    hook = attention_layers(model)[0].register_forward_hook(lambda _m, _a, out: kept.append(out))
-    try:
-        logits = model(x)
-    finally:
-        hook.remove()
-    feats = kept[0]
-    target = logits.argmax(1)
-    grads = torch.autograd.grad(logits[torch.arange(2), target].sum(), feats)[0]
-    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * feats).sum(1)).detach()
-    expected = cam / cam.sum(dim=(1, 2), keepdim=True)
-    torch.testing.assert_close(grad_cam(model, x), expected)
+class LinearOverCells(torch.nn.Module):
+    """An attention layer that passes its 2-channel input through (gamma = 0), then logit_k = the sum over cells of
+    w[k] . (the cell's channels). The gradient of logit k is w[k] at every cell, so Grad-CAM for class k is
+    relu(w[k] . channels) per cell, normalised: known by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = SelfAttention(2)
+        self.register_buffer("w", torch.tensor([[1.0, -2.0], [-1.0, 3.0]]))
+
+    def forward(self, x):
+        return torch.einsum("bchw,kc->bk", self.attention(x), self.w)
+
+
+def test_grad_cam_gives_the_maps_worked_out_by_hand():
+    """Image 0: logits (2, 0), class 0: relu(f0 - 2 f1) = [[1, 1], [0, 2]] / 4. Image 1: logits (-3, 5), class 1:
+    relu(-f0 + 3 f1) = [[3, 0], [0, 3]] / 6 (class 0's weights would give [[0, 1], [0, 0]] instead)."""
+    x = torch.tensor([[[[3.0, 1.0], [0.0, 2.0]], [[1.0, 0.0], [1.0, 0.0]]],
+                      [[[0.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]]])
+    model = LinearOverCells()
+    assert model(x).argmax(1).tolist() == [0, 1]
+    maps, empty = grad_cam(model, x, return_empty=True)
+    torch.testing.assert_close(maps, torch.tensor([[[0.25, 0.25], [0.0, 0.5]], [[0.5, 0.0], [0.0, 0.5]]]))
+    assert not empty.any()
 
 
 class FallsWithItsFeatures(torch.nn.Module):
@@ -79,7 +88,6 @@ def test_the_fair_table_leaves_out_the_empty_images():
     for name, kinds in areas.items():
         assert kinds["deletion"].shape == (8,)
         assert table[name]["deletion"] == pytest.approx(float(kinds["deletion"][where].mean()))
-    assert summarise_areas(areas) == saliency_table(model, x, steps=4)
 
 
 def test_deletion_and_insertion_end_where_they_must():
@@ -111,7 +119,8 @@ def test_a_ranking_that_finds_the_evidence_beats_random_order():
     assert (good["deletion"] < bad["deletion"]).all() and (good["insertion"] > bad["insertion"]).all()
 
 
-def test_the_table_has_every_ranking():
-    table = saliency_table(small_model(), torch.randn(8, 3, 16, 16), steps=4)
+def test_every_ranking_is_scored():
+    areas, _ = saliency_areas(small_model(), torch.randn(8, 3, 16, 16), steps=4)
+    table = summarise_areas(areas)
     assert set(table) == {"attention (weight received)", "Grad-CAM", "input x gradient", "random order"}
-    assert all({"deletion", "insertion", "deletion_ci95", "insertion_ci95"} <= set(v) for v in table.values())
+    assert all(set(v) == {"deletion", "insertion", "deletion_ci95", "insertion_ci95"} for v in table.values())
