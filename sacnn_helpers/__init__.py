@@ -1,16 +1,12 @@
-"""Helpers for the Self-Attention in CNNs notebook series: what the notebooks build, kept in one place.
-
-`import sacnn_helpers as sh` loads nothing heavy: each name below comes from its module the first time it is
-used (`sh.fit` imports `training`), so `python -m sacnn_helpers.train --help` answers before torch loads.
-"""
+"""Helpers for the Self-Attention in CNNs notebooks. Each name loads its module on first use (`sh.fit` imports
+`training`), so `import sacnn_helpers` is light and `python -m sacnn_helpers.train --help` answers without torch."""
 from __future__ import annotations
 
 import importlib
 import os
 from typing import Any
 
-# Deterministic cuBLAS needs a fixed workspace, read once when CUDA starts: set it before any of the package's
-# CUDA work, unless the user chose a value (runtime.CUBLAS_ENV, runtime.CUBLAS_DETERMINISTIC; harmless without a GPU)
+# Deterministic cuBLAS needs this set before CUDA starts; a user's own value wins (see runtime.CUBLAS_ENV)
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # module -> its public names, in the order the notebooks meet them

@@ -1,17 +1,7 @@
 """What an attention map says: how sharp it is, whether it depends on the query, and whether it matters.
 
-Each statistic takes a batch of weights, B x heads x N x N (row = query, N = H*W), and returns one
-value per head:
-
-- `peak_ratio`: the largest weight of a query's row times N (1 = uniform), median over queries;
-- `entropy_ratio`: a row's entropy over log N (1 = uniform, 0 = all weight on one key), mean over queries;
-- `query_dependence`: the total-variation distance between the maps of two query pixels of one image,
-  averaged over all pairs (0 = every query sees the same map, 1 = maps with no overlap);
-- `mean_attention_distance`: how far (in map pixels) a head looks, weighted by the weights.
-
-Two checks ask whether the maps matter to the prediction: `uniform_attention_accuracy` (what if every
-layer only averaged?) and `occlusion_check` (does hiding the patches a query looks at change the
-prediction more than hiding random patches?).
+The statistics take weights B x heads x N x N (row = query, N = H*W) and return one value per head.
+`uniform_attention_accuracy` and `occlusion_check` ask whether the maps matter to the prediction.
 """
 from __future__ import annotations
 
@@ -50,8 +40,8 @@ def entropy_ratio(weights: torch.Tensor) -> torch.Tensor:
 
 
 def query_dependence(weights: torch.Tensor) -> torch.Tensor:
-    """Per head: mean total-variation distance 0.5 * sum|w_a - w_b| between the maps of two different
-    query pixels a != b of the same image, over all such pairs and images. 0: one map for every query."""
+    """Per head: mean total-variation distance 0.5 * sum|w_a - w_b| between the maps of two query pixels a != b
+    of one image, over all pairs and images. 0: one map for every query, 1: maps with no overlap."""
     _check_weights(weights)
     b, heads, n, _ = weights.shape
     if n < 2:
@@ -63,12 +53,9 @@ def query_dependence(weights: torch.Tensor) -> torch.Tensor:
 
 
 def mean_attention_distance(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """How far each head looks: sum over keys of weight x distance(query, key), averaged over queries.
-
-    weights: (..., heads, HW, HW) for an H x W map; returns one value per head (averaged over any
-    leading batch axes), in map pixels, on the weights' device. Uniform attention gives
-    `uniform_attention_distance(H, W)`; a head that only looks at its own pixel gives 0.
-    """
+    """How far each head looks, in map pixels: sum over keys of weight x distance(query, key), mean over queries.
+    weights: (..., heads, HW, HW) for an H x W map -> one value per head (mean over leading axes), on the
+    weights' device. Uniform gives `uniform_attention_distance(H, W)`; looking only at its own pixel gives 0."""
     n = height * width
     if weights.shape[-2:] != (n, n):
         raise ValueError(f"expected weights ending in {n} x {n} for a {height}x{width} map, "
@@ -115,10 +102,8 @@ def tta_logits(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: tor
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, tta_level: int = 0) -> torch.Tensor:
-    """Logits of `model` (eval mode) for already-normalised `images`, batch by batch on the model's device, with
-    `tta_level`'s test-time augmentation (`tta_logits`); returned on the CPU in float32. The one function that
-    runs a model over a set of images (`training.evaluate` adds losses, accuracy and torchrun shares to the same
-    `tta_logits`). The model's training mode is restored afterwards."""
+    """Logits of `model` (eval mode) for normalised `images`, in batches on the model's device, with `tta_logits`
+    at `tta_level`; float32 on the CPU. `training.evaluate` uses the same `tta_logits`. Training mode restored."""
     was_training = model.training
     model.eval()
     device = model_device(model)
@@ -131,8 +116,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, tta_l
 
 def uniform_attention_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                                batch_size: int = 500, which: str = "all") -> dict[str, float]:
-    """Accuracy of `model` on normalised `images` as trained, and with every attention layer attending
-    uniformly and every attention pool averaging (`uniform_attention`; `which`: "all", "layers" or "pools");
+    """Accuracy of `model` on normalised `images` as trained and inside `uniform_attention(model, which)`;
     `cost` is the difference in points (positive: uniform is worse)."""
     labels = labels.cpu()
     trained = float((predict(model, images, batch_size).argmax(1) == labels).float().mean())
@@ -155,16 +139,10 @@ def patch_mask(keys: torch.Tensor, map_size: tuple[int, int], image_size: tuple[
 @torch.no_grad()
 def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: int = 0, head: int | None = None,
                     seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
-    """Hide (set to 0, the mean of normalised images) the k image patches that one query pixel attends to
-    most, or k random patches, and measure how much the prediction changes.
-
-    For each image one query pixel of attention layer `layer` is drawn at random (seeded); its weights
-    (averaged over heads, or one `head`) rank the key pixels; each key pixel stands for a patch of the
-    image (a 4 x 4 patch for an 8 x 8 map of a 32 x 32 image). The change is the drop in the probability
-    of the class predicted on the intact image. Returns the mean drop and the rate of changed predictions
-    for "attended" and "random" patches, and the mean paired difference (attended - random) with a 95 %
-    interval (normal approximation over images).
-    """
+    """Does hiding (set to 0, the normalised mean) the k patches one seeded random query pixel of layer `layer`
+    attends to most (weights averaged over heads, or one `head`) change the prediction more than k random patches?
+    Per "attended"/"random": mean drop in the intact prediction's probability and rate of changed predictions;
+    plus their mean paired difference (attended - random) with a 95 % normal-approximation interval."""
     g = torch.Generator().manual_seed(seed)
     drops: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
     flips: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
@@ -198,14 +176,9 @@ def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: i
 
 
 def forward_flops(model: nn.Module, image_size: int = 32, in_channels: int = 3) -> dict[str, int]:
-    """FLOPs of one forward pass on one image (a multiply-add is 2 FLOPs), split into the attention layers'
-    matrix products and the total, counted by `torch.utils.flop_counter.FlopCounterMode`.
-
-    The counter does not see inside the fused attention kernel PyTorch uses on a CPU, so the count runs
-    inside `capture_attention`, which puts every attention layer on its explicit path: its two matrix
-    products are the `bmm`s counted as "attention". Training costs about 3 x a forward pass (forward,
-    input gradients, weight gradients). The model is left in eval mode.
-    """
+    """FLOPs of one forward pass on one image (multiply-add = 2): "attention" (the layers' `bmm`s) and "total".
+    Runs inside `capture_attention`, since `FlopCounterMode` can't see inside the fused kernel. Training costs
+    about 3 x forward. Leaves the model in eval mode."""
     from torch.utils.flop_counter import FlopCounterMode
     model.eval()
     x = torch.zeros(1, in_channels, image_size, image_size, device=model_device(model))
@@ -234,10 +207,8 @@ def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
 
 @torch.no_grad()
 def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
-    """Per attention layer, on already-normalised `images`: `attention_parameters` plus the spread (std)
-    of its scores and `map_statistics` of its weights (kind "layer"); then, for a network with an
-    `AttentionPool`, the pool's row (`pool_report`, kind "pool"). What `fit` logs after every epoch ([] for
-    a model without attention)."""
+    """Per attention layer on normalised `images`: `attention_parameters`, the std of its scores and
+    `map_statistics` (kind "layer"); then the `AttentionPool`'s `pool_report`, if any. What `fit` logs each epoch."""
     layers = attention_layers(model)
     pools = [pool_report(model, images)] if attention_pools(model) else []
     if not layers:  # a model without attention layers has at most its pool to report
@@ -265,9 +236,8 @@ def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, A
 
 @torch.no_grad()
 def pool_report(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
-    """The `AttentionPool`'s row of `attention_report` (kind "pool"): the spread of its scores, its
-    largest |position bias|, and per head the median over images of the peak (x uniform) and the mean
-    entropy ratio of its maps (one map per image and head)."""
+    """The `AttentionPool`'s row of `attention_report` (kind "pool"): the std of its scores, its largest
+    |position bias|, and per head the median peak ratio and mean entropy ratio over images."""
     pool = attention_pools(model)[0]
     scores: list[torch.Tensor] = []
     hook = pool.register_forward_hook(lambda m, args, _out: scores.append(m.scores(args[0]).float().cpu()))
@@ -285,10 +255,9 @@ def pool_report(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
 
 @torch.no_grad()
 def attention_snapshot(model: nn.Module, images: torch.Tensor, epoch: int) -> dict[str, Any]:
-    """The maps of a few fixed, already-normalised `images` at one moment of training, small enough to keep
-    one per epoch in a checkpoint (float16 on the CPU): `epoch`, `layers` (per `SelfAttention`: N x heads x
-    HW x HW), their map `sizes`, `pool` (an `AttentionPool`'s N x heads x HW, or None) and `predicted` (N
-    class indices). What `fit` stores in `replay` for `AttentionExplorer`'s epoch slider."""
+    """The maps of a few fixed normalised `images`, float16 on the CPU, small enough to keep one per epoch:
+    `epoch`, `layers` (N x heads x HW x HW each), `sizes`, `pool` (N x heads x HW or None), `pool_size` and
+    `predicted`. What `fit` stores in `replay` for `AttentionExplorer`'s epoch slider."""
     logits, weights, sizes, pool, pool_size = collect_maps(model, images)
     return dict(epoch=int(epoch), layers=[w.half() for w in weights], sizes=[list(hw) for hw in sizes],
                 pool=None if pool is None else pool.half(), pool_size=None if pool_size is None else list(pool_size),

@@ -1,15 +1,10 @@
-"""Self-attention over the pixels of a feature map.
-
-A B x C x H x W map is read as B sequences of H*W pixel "tokens" with C features each. Every pixel
-(the query) scores every pixel (the keys) with a scaled dot product, the scores go through a softmax
-over the keys, and the weights mix the value vectors into one context vector per pixel:
+"""Self-attention over the pixels of a feature map: B x C x H x W is read as B sequences of HW tokens.
 
     scores  = Q Kᵀ / sqrt(d_k)        (B x heads x HW x HW)
     weights = softmax(scores, dim=-1)  (each row sums to 1; row y*W + x belongs to pixel (y, x))
     context = weights V                (B x heads x HW x d_v -> B x C x H x W)
 
-The small functions below are the steps the notebooks build one at a time; `SelfAttention` is the
-layer they add up to.
+The functions below are the steps the notebooks build; `SelfAttention` is the layer they add up to.
 """
 from __future__ import annotations
 
@@ -51,34 +46,21 @@ def from_tokens(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def attention_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """Scaled dot products Q Kᵀ / sqrt(d_k): (..., N, d_k) x (..., M, d_k) -> (..., N, M).
-
-    Computed as (Q / sqrt(d_k)) Kᵀ, the same numbers in exact arithmetic: scaling q before the product
-    keeps half-precision scores in range. In float16 (largest value 65504) the unscaled Q Kᵀ can overflow
-    to inf before any division could bring it back; scaled first, each sum is already sqrt(d_k) times
-    smaller. `scale` replaces 1/sqrt(d_k) when given (as in `F.scaled_dot_product_attention`).
-    """
+    """Q Kᵀ / sqrt(d_k): (..., N, d_k) x (..., M, d_k) -> (..., N, M); `scale` replaces 1/sqrt(d_k) if given.
+    q is scaled before the product so float16 scores (max 65504) can't overflow to inf first."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     return (q * scale) @ k.transpose(-2, -1)
 
 
 def attention_weights(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the keys (the last axis), so each query's row sums to 1; computed in float32.
-
-    `torch.softmax` subtracts each row's maximum before exponentiating, which keeps large scores
-    from overflowing; half-precision scores are taken to float32 first, so the weights keep their
-    small differences under bf16 autocast too.
-    """
+    """Softmax over the keys (last axis): each row sums to 1. In float32, so small differences survive bf16 autocast."""
     return torch.softmax(scores.float(), dim=-1)
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Explicit attention that also returns the weights: (context, weights).
-
-    q, k: (..., N, d_k) and (..., M, d_k); v: (..., M, d_v) -> context (..., N, d_v), weights (..., N, M).
-    Gives the same context as `torch.nn.functional.scaled_dot_product_attention(q, k, v)`.
-    """
+    """Explicit attention that also returns the weights: q (..., N, d_k), k (..., M, d_k), v (..., M, d_v) ->
+    (context (..., N, d_v), weights (..., N, M)). Same context as `F.scaled_dot_product_attention(q, k, v)`."""
     weights = attention_weights(attention_scores(q, k))
     return weights.to(v.dtype) @ v, weights
 
@@ -108,12 +90,8 @@ def attention_bytes(batch: int, heads: int, height: int, width: int,
 # --- 2-D relative position (notebook 05) ------------------------------------------------------
 
 def relative_position_index(height: int, width: int) -> torch.Tensor:
-    """HW x HW long tensor: entry (query, key) is the slot of the offset (dy, dx) = key - query in a
-    (2H-1) x (2W-1) table, slot (dy + H - 1) * (2W - 1) + (dx + W - 1).
-
-    Two (query, key) pairs with the same offset share a slot, so a bias looked up through this index
-    depends only on where the key lies relative to the query, not on where the pair sits in the image.
-    """
+    """HW x HW long tensor: entry (query, key) is the slot of offset (dy, dx) = key - query in a (2H-1) x (2W-1)
+    table, (dy + H - 1) * (2W - 1) + (dx + W - 1). A bias looked up through it depends only on the offset."""
     ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     y, x = ys.flatten(), xs.flatten()  # position of token y*W + x
     dy = y[None, :] - y[:, None]  # key row minus query row, -(H-1)..H-1
@@ -127,30 +105,20 @@ class SelfAttention(nn.Module):
     """Self-attention over the H*W pixels of a B x C x H x W map (SAGAN-style, with heads).
 
     Args:
-        in_channels: C, the channels of the map; the value projection keeps C channels.
-        heads: attention heads; `qk_channels` and `in_channels` must both divide by it.
-        qk_channels: channels of the query/key projections (default C; SAGAN uses C // 8).
-            Each head scores with d_k = qk_channels // heads.
-        residual: if True, out = gamma * context + x with a learnable `gamma` starting at `gamma_init`;
-            if False, out = context (the written summary's block, which replaces the conv features).
-        gamma_init: gamma's start. 0 (SAGAN) makes the layer begin as the identity, but then no gradient
-            reaches the query and key projections until gamma has moved (notebook 10).
-        qk_norm: cosine attention: each head's query and key vectors are scaled to length 1 and the score
-            is their cosine times a learned per-head temperature (starting at `temperature_init`), instead of
-            Q Kᵀ / sqrt(d_k). The temperature sets how sharp the maps can be, independent of the size of
-            the features (Swin Transformer V2; "QK-norm").
-        position: None, or "relative": a learned scalar bias per head for every offset (dy, dx) between query
-            and key, added to the scores, from a (2H-1)(2W-1) table as in the Swin Transformer (Liu et al.
-            2021). (Shaw et al. 2018 learn a vector per offset, added to the keys; Bello et al. 2019 add
-            relative logits q·r^H + q·r^W from height and width embeddings.) Needs `size`, the (H, W) of the map.
-        uniform: every weight is 1/HW, always, in training too: the control that trains the same network
-            with its maps fixed to uniform (Wiegreffe & Pinter 2019), so each pixel's context is the mean of
-            all values. The query/key parameters then get no gradient.
+        in_channels: C; the value projection keeps C channels.
+        heads: attention heads; `in_channels` and `qk_channels` must divide by it.
+        qk_channels: query/key channels (default C; SAGAN uses C // 8); d_k = qk_channels // heads.
+        residual: out = gamma * context + x, learnable `gamma` from `gamma_init`; if False, out = context
+            (the written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then the query
+            and key get no gradient until gamma moves (notebook 10).
+        qk_norm: cosine attention (Swin Transformer V2, "QK-norm"): cosine of query and key times a learned
+            per-head temperature (from `temperature_init`), so map sharpness doesn't depend on feature size.
+        position: "relative" (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin
+            (Liu et al. 2021); Shaw et al. 2018 and Bello et al. 2019 use offset embeddings q·r instead.
+        uniform: every weight is 1/HW, in training too: the trained-uniform control (Wiegreffe & Pinter 2019).
 
-    `forward(x)` uses `F.scaled_dot_product_attention`; each head reaches it with stride 1 along its
-    channels, whatever the input's memory format, so a fused kernel is used where the device, dtype and
-    mask allow one. `forward(x, return_attention=True)` takes an explicit path and also returns the
-    weights, B x heads x HW x HW, row y*W + x = query pixel (y, x), each row summing to 1.
+    `forward(x)` uses `F.scaled_dot_product_attention`; `forward(x, return_attention=True)` takes the explicit
+    path and also returns the weights, B x heads x HW x HW.
     """
 
     def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
@@ -215,11 +183,8 @@ class SelfAttention(nn.Module):
                              f"size=({x.shape[-2]}, {x.shape[-1]})")
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """B x (heads*d) x H x W -> B x heads x HW x d, with stride 1 along d.
-
-        A channels-last map gives that as a view; a plain (NCHW) map would leave stride H*W along d, which
-        rules out SDPA's fused kernels, so it is copied once into that layout.
-        """
+        """B x (heads*d) x H x W -> B x heads x HW x d with stride 1 along d (SDPA's fused kernels need it):
+        a view for a channels-last map, a copy for NCHW."""
         b, c, h, w = t.shape
         t = t.reshape(b, self.heads, c // self.heads, h * w).transpose(-2, -1)
         return t if t.stride(-1) == 1 else t.contiguous()
@@ -282,24 +247,13 @@ class SelfAttention(nn.Module):
 
 
 class AttentionPool(nn.Module):
-    """Attention pooling: one query per image and head looks over the H*W pixels of the last map, and the
-    weighted sum of the pixels replaces the head's global pooling (B x C x H x W -> B x C).
-
-    The query comes from the image's mean pixel (CLIP's ResNet `AttentionPool2d`, Radford et al. 2021), so
-    *where* to look can depend on *what* is in the image; the keys are the pixels. Scores are
-    q·k / sqrt(d_k) plus a learned bias per head and map cell (an absolute position term: "look near the
-    middle"). Each head pools its own C/heads channels, with no value projection, so uniform weights give
-    **exactly average pooling**: the ablation of this layer is the network with average pooling.
-
-    Args:
-        channels: C, the channels of the map (and of the pooled vector).
-        heads: independent maps; `channels` and `qk_channels` must divide by it.
-        size: (H, W) of the map, for the position table.
-        qk_channels: channels of the query/key projections (default C).
-        uniform: always average (the trained-uniform control; query/key/position frozen).
-
-    `forward(x, return_attention=True)` also returns the weights, B x heads x HW (each row sums to 1,
-    entry y*W + x = map cell (y, x)).
+    """Attention pooling, B x C x H x W -> B x C: per head, one query weighs the map's pixels (in place of average
+    pooling). The query comes from the mean pixel (CLIP's ResNet `AttentionPool2d`, Radford et al. 2021), so where
+    to look can depend on what is in the image. Scores are q·k / sqrt(d_k) plus a learned bias per head and cell.
+    Each head pools its own C/heads channels with no value projection, so uniform weights are exactly average
+    pooling (the ablation). `channels` and `qk_channels` (default C) must divide by `heads`; `size` is the map's
+    (H, W); `uniform` always averages (the trained-uniform control). `forward(x, return_attention=True)` also
+    returns the weights, B x heads x HW.
     """
 
     def __init__(self, channels: int, heads: int = 8, size: tuple[int, int] = (4, 4),
@@ -369,9 +323,8 @@ def attention_pools(model: nn.Module) -> list[AttentionPool]:
 
 
 def score_parameters(model: nn.Module) -> tuple[set[nn.Parameter], set[nn.Parameter]]:
-    """(query/key projection parameters, temperature and position tables) of every attention layer and
-    attention pool: the parameters that shape the scores, which the recipes train at their own learning
-    rate. The second set is never weight-decayed."""
+    """(query/key parameters, temperature and position tables) of every attention layer and pool: what shapes
+    the scores, which recipes train at their own learning rate. The tables are never weight-decayed."""
     qk, tables = set(), set()
     for layer in [*attention_layers(model), *attention_pools(model)]:
         qk.update([*layer.query.parameters(), *layer.key.parameters()])
@@ -381,14 +334,8 @@ def score_parameters(model: nn.Module) -> tuple[set[nn.Parameter], set[nn.Parame
 
 @contextmanager
 def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record the attention weights of every `SelfAttention` in `model` during forward passes.
-
-        with capture_attention(model) as maps:
-            model(images)
-        maps[0]  # B x heads x HW x HW of the first attention layer
-
-    The layers take their explicit path while inside the block; their outputs are unchanged.
-    """
+    """Inside the block, each `SelfAttention` appends its weights (B x heads x HW x HW) to the yielded list on
+    every forward pass, via its explicit path; outputs are unchanged."""
     layers = attention_layers(model)
     captured: list[torch.Tensor] = []
     for layer in layers:
@@ -402,14 +349,8 @@ def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 @contextmanager
 def uniform_attention(model: nn.Module, which: str = "all") -> Iterator[nn.Module]:
-    """Inside the block every `SelfAttention` of `model` attends uniformly: each weight is exactly 1/HW
-    (scores, temperature and position bias ignored), so each pixel's context is the mean of all values;
-    and every `AttentionPool` averages (average pooling).
-
-    The ablation "what if this layer only averaged?": compare accuracy inside and outside the block.
-    `which`: "all", "layers" (the `SelfAttention` layers only) or "pools" (the `AttentionPool`s only).
-    Weights, gammas and everything else are left as they were, and restored flags on exit.
-    """
+    """Inside the block every `SelfAttention` weight is exactly 1/HW and every `AttentionPool` averages: the
+    ablation "what if this layer only averaged?". `which`: "all", "layers" or "pools". Flags restored on exit."""
     if which not in ("all", "layers", "pools"):
         raise ValueError(f"which must be 'all', 'layers' or 'pools', got {which!r}")
     layers = (attention_layers(model) if which != "pools" else []) + (attention_pools(model) if which != "layers" else [])
@@ -431,14 +372,8 @@ def uniform_attention(model: nn.Module, which: str = "all") -> Iterator[nn.Modul
 def collect_maps(model: nn.Module, images: torch.Tensor
                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]], torch.Tensor | None,
                             tuple[int, int] | None]:
-    """One forward pass of `model` on `images` that keeps every map: (logits, layer weights, layer map sizes,
-    pool weights, pool map size). The layer entries are as `collect_attention` returns them; the pool's
-    are B x heads x HW and its (H, W), or None without an `AttentionPool`.
-
-    `images` are moved to the model's device; the maps come back on the CPU. The model runs in eval mode
-    (BatchNorm uses, and never updates, its running statistics) without gradients; each module's training
-    mode is restored afterwards.
-    """
+    """One eval-mode, no-grad pass keeping every map on the CPU: (logits, layer weights and map sizes as in
+    `collect_attention`, pool weights B x heads x HW and pool map size, or None without an `AttentionPool`)."""
     if images.dim() != 4:
         raise ValueError(f"expected a B x C x H x W batch, got shape {tuple(images.shape)}; "
                          f"add a batch axis with images.unsqueeze(0) for one image")
@@ -467,16 +402,9 @@ def collect_maps(model: nn.Module, images: torch.Tensor
 
 def collect_attention(model: nn.Module, images: torch.Tensor
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
-    """Run `model` on `images` and keep every attention layer's weights.
-
-    Returns (logits, weights, sizes): `weights[i]` is B x heads x HW x HW for the i-th `SelfAttention`
-    in forward order (row y*W + x = query pixel (y, x)), and `sizes[i]` is its map's (H, W), which
-    can be smaller than the image when the network downsamples before attending.
-
-    `images` are moved to the model's device; the weights come back on the CPU. The model runs in eval
-    mode (BatchNorm uses, and never updates, its running statistics); each module's training mode is
-    restored afterwards.
-    """
+    """Run `model` (eval mode, no grad) on `images`: (logits, weights, sizes), on the CPU. `weights[i]` is
+    B x heads x HW x HW for the i-th `SelfAttention` in forward order; `sizes[i]` is its map's (H, W), smaller
+    than the image if the network downsamples first. Training modes are restored."""
     if images.dim() != 4:
         raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
                          f"add a batch axis with images.unsqueeze(0) for one image")
@@ -488,9 +416,8 @@ def collect_attention(model: nn.Module, images: torch.Tensor
 
 
 def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Run `model` (eval mode, no gradients) on `images` and keep its `AttentionPool`'s weights:
-    (logits, weights B x heads x HW on the CPU, the pooled map's (H, W)). Where the network looks for the
-    class: one map per image and head."""
+    """Run `model` (eval mode, no grad) on `images`: (logits, `AttentionPool` weights B x heads x HW on the CPU,
+    pooled map's (H, W)). Where the network looks for the class."""
     if images.dim() != 4:
         raise ValueError(f"collect_pooling expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
                          f"add a batch axis with images.unsqueeze(0) for one image")
@@ -503,12 +430,8 @@ def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
 # --- comparisons the notebooks draw -------------------------------------------------------------
 
 def channel_attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The written summary's scores, `Q.view(B, C, -1) @ K.view(B, C, -1).transpose(-1, -2)`: B x C x C.
-
-    q, k: B x C x H x W maps. Entry (i, j) sums channel i of Q times channel j of K over all pixels, so
-    it compares whole channel maps (attention over CHANNELS); per-pixel attention is B x HW x HW instead.
-    Returned before the summary's division by sqrt(C), so the raw products can be compared.
-    """
+    """The written summary's scores `Q.view(B, C, -1) @ K.view(B, C, -1).transpose(-1, -2)`, before its / sqrt(C).
+    q, k: B x C x H x W -> B x C x C: whole channel maps are compared, not pixels (that is B x HW x HW)."""
     if q.dim() != 4 or q.shape != k.shape:
         raise ValueError(f"expected two B x C x H x W maps of the same shape, got {tuple(q.shape)} and "
                          f"{tuple(k.shape)}")
@@ -526,7 +449,6 @@ def flash_attention_bytes(batch: int, heads: int, height: int, width: int, head_
 
 def attention_memory_table(sizes: tuple[int, ...] = (8, 16, 32, 64), batch: int = 1, heads: int = 1,
                            head_dim: int = 64, dtype: torch.dtype = torch.float32) -> list[dict[str, int]]:
-    """For square maps of each side in `sizes`: pixels, bytes of the explicit B x heads x HW x HW matrix
-    (`attention_bytes`) and bytes a flash kernel keeps (`flash_attention_bytes`), one dict per size."""
+    """One dict per side s in `sizes`: pixels, `attention_bytes` and `flash_attention_bytes` of an s x s map."""
     return [dict(side=s, pixels=s * s, explicit_bytes=attention_bytes(batch, heads, s, s, dtype),
                  flash_bytes=flash_attention_bytes(batch, heads, s, s, head_dim, dtype)) for s in sizes]

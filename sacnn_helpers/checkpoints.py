@@ -19,11 +19,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **meta: Any) -> None:
-    """Save `model`'s weights with its class, its `config` and `meta` (epoch, optimizer, mean/std, ...).
-
-    Written to a temporary file and renamed, so an interrupted save never leaves half a checkpoint.
-    Values in `meta` must be tensors, numbers, strings, lists or dicts of them (weights_only loading).
-    """
+    """Save `model`'s weights, class, `config` and `meta` (tensors, numbers, strings, lists, dicts: what
+    weights_only loading admits); written to a temporary file and renamed, so a save is never half done."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": CHECKPOINT_FORMAT, "architecture": type(model).__name__,
@@ -50,8 +47,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _same_architecture(blob: dict[str, Any], model: nn.Module) -> bool:
-    """Whether `blob` was saved from a model like `model`: the same class and the same configuration once
-    the arguments the checkpoint leaves out take their defaults (built on the meta device: no memory)."""
+    """Same class and config (defaults filled in, built on the meta device) as `model`?"""
     if blob["architecture"] != type(model).__name__:
         return False
     try:
@@ -63,8 +59,7 @@ def _same_architecture(blob: dict[str, Any], model: nn.Module) -> bool:
 
 
 def load_weights(blob: dict[str, Any], model: nn.Module, path: str | os.PathLike = "checkpoint") -> dict[str, Any]:
-    """Load the weights of `blob` (from `read_checkpoint`) into `model` after checking that its architecture
-    and config match; returns the saved `meta`. `path` is only named in errors."""
+    """Load `blob`'s weights into `model` after checking its architecture and config; returns `meta`."""
     if not _same_architecture(blob, model):
         raise CheckpointError(f"{path} holds a {blob['architecture']} with config {blob['config']}, but the "
                               f"model is a {type(model).__name__} with config {getattr(model, 'config', {})}; "
@@ -77,21 +72,13 @@ def load_weights(blob: dict[str, Any], model: nn.Module, path: str | os.PathLike
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
-    """Load weights saved by `save_checkpoint` into `model`; returns the saved `meta`.
-
-    Raises `CheckpointError` for a file that is not our checkpoint or was saved from another
-    architecture or configuration.
-    """
+    """Load weights saved by `save_checkpoint` into `model`; returns `meta` (`CheckpointError` if they differ)."""
     return load_weights(read_checkpoint(path), model, path)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint was saved from and load its weights: (model in eval mode, meta).
-
-    For checkpoints written by `fit`, `meta` holds what is needed to feed the model: `mean` and `std`
-    (per channel, 0..255 units: `normalise(images, meta["mean"], meta["std"])`) and `classes`; also the
-    run's `result` (test accuracy, history, ...) and `identity` (recipe, seed, epochs).
-    """
+    """(the model a checkpoint was saved from, with its weights, in eval mode; meta). From `fit`, meta holds
+    `mean`/`std` to feed it (`normalise(images, meta["mean"], meta["std"])`), `classes`, `result`, `identity`."""
     blob = read_checkpoint(path)
     try:
         model = build_model(blob["architecture"], **blob["config"])

@@ -1,19 +1,12 @@
-"""The `gpu` recipe: airbench94's training, reproduced on any device, for `Airbench94Net` with or without
-attention.
+"""The `gpu` recipe: airbench94's training (Keller Jordan, github.com/KellerJordan/cifar10-airbench; the PyPI
+package `airbench` 0.1.8), 94 % on CIFAR-10 in about 4 s on an A100, run on any device.
 
-airbench94 (Keller Jordan, github.com/KellerJordan/cifar10-airbench; the PyPI package `airbench` 0.1.8,
-`lib_airbench94.py` and `utils.py`) reaches 94 % on CIFAR-10 in about 4 s on an A100. Everything here that
-decides the result is airbench's, line for line: the hyperparameters (`HYP`, equal to
-`airbench.lib_airbench94.hyp`), the decoupled learning rate and weight decay, BatchNorm biases at 64x the
-learning rate, the 0.2 -> 1 -> 0.07 triangular schedule, lookahead weight averaging every 5 steps, the
-whitening layer set from 5,000 images with its bias trained for 3 epochs, reflect-padded 2-pixel crops
-with a flip that alternates by epoch, and test-time augmentation level 2 (mirror + two shifts). What is
-ours: the attention layer (`Airbench94Net(attention=True)`), its score parameters (query/key, temperature,
-position table) in a group of their own with 10x the learning rate and no weight decay, as the `cpu`
-recipe found (an empty group without attention), the global seed reset before the first batch (so runs
-with and without attention see the same batches), and running on the CPU or Apple MPS in float32 where
-airbench needs CUDA and float16. `tests/test_speedrun.py` checks the equivalence on the CPU against
-airbench's own code.
+What decides the result is airbench's: its hyperparameters (`hyp`), network layers, loader iteration and
+lookahead are imported; the trainer below follows its `train` line for line (decoupled lr and weight decay,
+BatchNorm biases at 64x lr, the 0.2 -> 1 -> 0.07 schedule, lookahead every 5 steps, the whitening bias trained
+for 3 epochs, TTA level 2). Ours: the attention layer with its score parameters in their own group (10x lr, no
+decay), the seed reset before the first batch (runs with and without attention see the same batches), and
+float32 on the CPU and MPS where airbench needs CUDA. `tests/test_speedrun.py` checks it against airbench.
 """
 from __future__ import annotations
 
@@ -52,10 +45,9 @@ def compute_dtype(device: torch.device) -> torch.dtype:
 
 
 def prepare_net(model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> nn.Module:
-    """Put the network on `device` as airbench does: its dtype (`compute_dtype` unless `dtype` is given),
-    channels_last, BatchNorm kept in float32. Ours: each attention layer is kept in float32 too, its input
-    taken to float32 and its output back to the input's dtype. In float16 its temperature (log 10 = 2.30,
-    where float16's spacing is 0.002) could not move: every step it takes is smaller than half the spacing."""
+    """The network on `device` as airbench puts it: `compute_dtype` (or `dtype`), channels_last, BatchNorm in
+    float32. Ours: attention stays float32 too (input cast up, output back): in float16 its temperature,
+    log 10 = 2.30 where the spacing is 0.002, could not move, every step smaller than half the spacing."""
     model = model.to(device, dtype=dtype or compute_dtype(device), memory_format=runtime.memory_format(device))
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -109,9 +101,8 @@ class Loader(CifarLoader):
 
 def make_optimizer(model: nn.Module, batch_size: int, lr: float, momentum: float, weight_decay: float,
                    bias_scaler: float, attention_lr_scale: float = 10.0) -> torch.optim.SGD:
-    """airbench's SGD-Nesterov with decoupled settings (lr and weight decay per 1,024 examples, the step
-    size independent of momentum), BatchNorm biases at `bias_scaler` x lr, plus a group of ours for the
-    attention score parameters (`attention_lr_scale` x lr, no weight decay; empty without attention)."""
+    """airbench's SGD-Nesterov, decoupled (lr and weight decay per 1,024 examples), BatchNorm biases at
+    `bias_scaler` x lr; plus our group for the attention score parameters (`attention_lr_scale` x lr, no decay)."""
     kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
     lr = lr / kilostep_scale  # PyTorch's SGD learning rate
     wd = weight_decay * batch_size / kilostep_scale
@@ -147,10 +138,8 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
             whiten_bias_epochs: int = HYP["opt"]["whiten_bias_epochs"], attention_lr_scale: float = 10.0,
             progress: bool = False, epoch_end: Callable[[nn.Module], dict[str, Any]] | None = None,
             peak: float = 0.23) -> list[dict[str, Any]]:
-    """airbench94's `train` for a prepared `model` (`prepare_net`) whose first layer is the whitening conv;
-    returns one row per epoch (the last batch's loss, seconds of training steps, and whatever `epoch_end`
-    adds, measured outside the timed steps). Random numbers come from the global generator of the loader's
-    device, in airbench's order."""
+    """airbench94's `train` for a prepared `model` (`prepare_net`; the whitening conv first), random numbers in
+    airbench's order; one row per epoch: the last batch's loss, seconds of steps, and what `epoch_end` adds."""
     from tqdm.auto import tqdm
     device = loader.images.device
     total_steps = ceil(len(loader) * epochs)

@@ -1,5 +1,5 @@
-"""The training loop: `train_one_epoch`, `evaluate`, and `fit`, which adds the schedule, checkpoints that
-resume, per-epoch logging and torchrun (DistributedDataParallel) on top."""
+"""The training loop: `train_one_epoch`, `evaluate`, and `fit` (schedule, resumable checkpoints, per-epoch
+logs, torchrun), which hands the gpu recipe to airbench94's trainer (`speedrun`)."""
 from __future__ import annotations
 
 import copy
@@ -39,14 +39,10 @@ def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> fl
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD-Nesterov; weight decay only on the weights of convolutions and linear layers.
-
-    Never decayed: BatchNorm, biases, attention `gamma`, the cosine-attention temperature and the relative
-    position table (a table of biases, though it is 2-D). The query/key weights are decayed unless
-    `recipe.qk_weight_decay` is False. The parameters that shape the attention scores (query/key
-    projections, temperature, position table) get `recipe.attention_lr_scale` x lr; each group's
-    `lr_scale` multiplies the schedule's lr.
-    """
+    """SGD-Nesterov with weight decay on conv and linear weights only: never on BatchNorm, biases, `gamma`, the
+    temperature or the position table (biases, though 2-D); on query/key weights unless `recipe.qk_weight_decay`
+    is False. The score parameters (query/key, temperature, position table) get `recipe.attention_lr_scale` x lr,
+    through their group's `lr_scale`."""
     qk, never_decayed = score_parameters(model)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
@@ -62,8 +58,7 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def _autocast(device: torch.device, amp: bool):
-    """bf16 autocast on `device` when `amp`, else nothing. Under it, matmuls and convolutions run in
-    bfloat16 while BatchNorm keeps float32 parameters and statistics and the softmax runs in float32."""
+    """bf16 autocast on `device` when `amp` (BatchNorm and the softmax stay float32), else nothing."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
@@ -71,12 +66,8 @@ def _autocast(device: torch.device, amp: bool):
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              mean: torch.Tensor | list[float], std: torch.Tensor | list[float], batch_size: int = 500,
              flip: bool = False, amp: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in 0..1) of `model` on uint8 `images`; `flip` averages mirrored logits.
-
-    Runs in eval mode on the model's device (`images` and `labels` are moved there batch by batch) and
-    restores the model's training mode. `mean`/`std`: per channel, 0..255 units. Under torchrun each
-    process scores its own share of the images (every image exactly once) and the sums are added up.
-    """
+    """(mean cross-entropy, accuracy in 0..1) of `model` in eval mode on uint8 `images`, normalised with `mean`
+    and `std` (0..255 units); `flip` averages mirrored logits. Under torchrun each process scores its share."""
     if len(labels) == 0:
         raise ValueError("evaluate got no images: an empty split (the gpu recipe holds out no validation images, "
                          "val_size=0); score another split, such as data['test']")
@@ -106,14 +97,12 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: dict[str, torch.Tensor],
                     recipe: Recipe, epoch: int, total_steps: int, seed: int, amp: bool = False,
                     progress: bool = True, eager: nn.Module | None = None) -> dict[str, float]:
-    """One pass over the training images in a seeded random order; returns loss, accuracy, lr, seconds.
+    """One pass over the training images in a seeded order; returns loss, accuracy, lr, seconds, images/s.
 
-    `train` holds device tensors: uint8 `images`, `labels`, and `mean`/`std` (C x 1 x 1). Each step takes
-    the next `recipe.batch_size` images of one permutation (the global batch: under torchrun every process
-    takes its share of it), augments, normalises, and does forward, loss, backward and an SGD step at the
-    schedule's learning rate. Loss and accuracy are summed on the device and read back only every
-    `recipe.log_every` steps, so the GPU is never made to wait for the host in between. `eager`: the
-    uncompiled model (same parameters) for a short last batch, so a compiled `model` sees one batch shape.
+    `train` holds device tensors: uint8 `images`, `labels`, `mean`/`std` (C x 1 x 1). Each step takes the next
+    global batch of one permutation (each torchrun process its share), augments, normalises and takes an SGD
+    step at the schedule's lr. Loss and accuracy are read back only every `recipe.log_every` steps, so the GPU
+    never waits for the host. `eager`: the uncompiled model, for a short last batch (one shape when compiled).
     """
     from tqdm.auto import tqdm
     device = train["images"].device
@@ -168,8 +157,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: d
 
 
 def _device_generator(device: torch.device, seed: int, fallback: torch.Generator) -> torch.Generator:
-    """A generator on `device` (random numbers drawn where they are used), or `fallback` where the device
-    has none."""
+    """A generator on `device`, or `fallback` where the device has none."""
     try:
         return torch.Generator(device).manual_seed(seed)
     except RuntimeError:
@@ -178,8 +166,7 @@ def _device_generator(device: torch.device, seed: int, fallback: torch.Generator
 
 def _resume(checkpoint: str | os.PathLike | None, identity: dict[str, Any], force: bool
             ) -> dict[str, Any] | None:
-    """The checkpoint's contents if this run should continue from it (None: start afresh). Its settings
-    are checked before anything is loaded, so a refused checkpoint leaves the caller's model untouched."""
+    """The checkpoint to continue from, or None; checked before anything is loaded into the model."""
     if checkpoint is None or force or not Path(checkpoint).is_file():
         return None
     blob = read_checkpoint(checkpoint)
@@ -192,24 +179,17 @@ def _resume(checkpoint: str | os.PathLike | None, identity: dict[str, Any], forc
 def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: str | torch.device = "auto",
         seed: int = 0, epochs: int | None = None, checkpoint: str | os.PathLike | None = None,
         force: bool = False, progress: bool | str = True) -> dict[str, Any]:
-    """Train `model` on `data` (`split_data`'s "train", "val" and "test") with `recipe`; returns the result.
+    """Train `model` on `data` ({"train", "val", "test"}) with `recipe`; returns the result (a dict).
 
-    What it adds to `train_one_epoch`: the learning-rate schedule over all epochs; validation and a
-    history entry after every epoch (losses, accuracies, seconds, images/s, attention `gamma`s, and the
-    model's own `epoch_report` when it has one: the attention statistics of `AttentionCNN`); the test set
-    scored once, at the end; the maps of the first `REPLAY_IMAGES` test images after every epoch, from the
-    untrained model on (`replay` in the checkpoint, for the explorer's epoch slider); with `checkpoint`, a
-    save after every epoch, so an interrupted run resumes
-    from its last epoch and a finished one is reused (unless `force=True`); and, under torchrun,
-    DistributedDataParallel with the same global batch, schedule and seed as a single process (process 0
-    alone shows progress and writes the checkpoint). A model with a `fit_to_data(images)` method (a
-    whitening layer) is set from the first 5,000 normalised training images before the first epoch.
+    Adds to `train_one_epoch`: the schedule over all epochs; after every epoch, validation and a history row
+    (losses, accuracies, seconds, `gamma`s, the model's `epoch_report`) and the maps of the first
+    `REPLAY_IMAGES` test images (`replay`, for the explorer's epoch slider); the test set, scored once at the
+    end. With `checkpoint`, a save after every epoch: an interrupted run resumes, a finished one is reused
+    unless `force`. Under torchrun, DistributedDataParallel with the same global batch, schedule and seed.
+    A model with `fit_to_data` (a whitening layer) is set from 5,000 training images first.
 
-    `progress`: True shows a bar per epoch and a line after it, "lines" the lines only (for a log file), False
-    nothing. The model stays on `device` and in eval mode afterwards. Result keys: model, model_config, dataset,
-    recipe, device, world_size, epochs, seed, test_accuracy (0..1), test_loss, train_seconds (training
-    steps and validation of every epoch, this run and any resumed part), images_per_second, history,
-    mean, std, classes, machine, resumed_from.
+    `progress`: True a bar per epoch, "lines" one line per epoch (for a log file), False nothing. The model stays
+    on `device`, in eval mode. `train_seconds` counts training and validation of every epoch, resumed ones too.
     """
     device = runtime.get_device(device)
     recipe = replace(recipe, epochs=recipe.epochs if epochs is None else epochs)
@@ -273,10 +253,8 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
 
 def _replay(model: nn.Module, test: ImageSet, train: ImageSet, device: torch.device,
             blob: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The maps of the first `REPLAY_IMAGES` test images, one snapshot per epoch from 0 (the untrained model),
-    continued from a resumed checkpoint; None for a model without maps (or without `epoch_snapshot`), with a
-    layer over `REPLAY_MAX_TOKENS` pixels, off process 0, or without test images. `inputs` (the normalised
-    images) is not saved."""
+    """The first `REPLAY_IMAGES` test images' maps, one snapshot per epoch from 0 (untrained), continued when
+    resumed; None without maps, with a layer over `REPLAY_MAX_TOKENS` pixels, or off process 0."""
     n = min(REPLAY_IMAGES, len(test))
     if not hasattr(model, "epoch_snapshot") or runtime.rank() != 0 or n == 0:
         return None
@@ -315,8 +293,8 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 
 def _step_models(model: nn.Module, device: torch.device, recipe: Recipe) -> tuple[nn.Module, nn.Module | None]:
-    """(the module that takes training steps, the uncompiled one for a short last batch or None): the
-    model, wrapped in DistributedDataParallel under torchrun and compiled when the recipe says so."""
+    """(the module that takes steps: DDP-wrapped under torchrun, compiled if the recipe says so; the uncompiled
+    one for a short last batch, or None)."""
     step_model = model
     if runtime.world_size() > 1:
         step_model = nn.parallel.DistributedDataParallel(
