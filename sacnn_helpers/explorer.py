@@ -1,5 +1,4 @@
-"""The attention explorer of notebook 09: sliders, click-to-query, several networks side by side, and an epoch
-slider over `fit`'s replay, drawn with matplotlib into an ipywidgets picture."""
+"""Notebook 09's attention explorer: sliders, click-to-query, networks side by side, an epoch slider (matplotlib)."""
 from __future__ import annotations
 
 import io
@@ -19,39 +18,20 @@ if TYPE_CHECKING:
 
 
 class AttentionExplorer:
-    """Sliders, a click and a toggle over (image, query pixel, head, layer) that redraw one figure in place,
-    for one network or several side by side.
+    """Sliders, a click and a toggle over (image, query pixel, head, layer) redrawing one figure in place.
 
-    One row per network: the image with the query's cell marked, the H x W map of that query pixel, and the
-    map laid over the image. Query pixels are pixels of the attention map (0..H-1, 0..W-1 at the layer's
-    resolution): each slider step selects another row of the HW x HW matrix, and the marked box on the
-    image is the patch of image pixels that map pixel covers. **Clicking** the picture (the image, a map or
-    an overlay) picks the pixel under the mouse as the query: the sliders follow and the caption names it
-    as (y=..., x=...) in map cells. "where all queries look" shows instead, for each key pixel, the mean
-    over all query pixels of the weight it receives (a column mean of the HW x HW matrix).
+    One row per network: the image with the query's cell boxed, the query's H x W map, and the overlay. A query
+    is an attention-map pixel, one row of the HW x HW matrix; clicking the picture picks the pixel under the
+    mouse. "where all queries look" shows each key's mean weight over all queries (a column mean). A view's maps
+    share one x-uniform scale: the largest peak shown, at least 2, so a flat map looks flat. The figure is built
+    once; an update calls `set_data` and renders a PNG into an `ipywidgets.Image` (clicks via `ipyevents`).
+    An `AttentionPool` head is the last "layer": one map per head (its one query is the image's mean pixel).
 
-    All maps of a view share one colour scale in units of x uniform, read on the colour bar: by default the
-    largest of the shown maps' peaks, never below 2 x uniform, so a flat map looks flat (`vmax=` fixes one
-    scale for every view). The figure is built once; an update changes the plotted data (`set_data`),
-    renders the figure to PNG and hands the bytes to an `ipywidgets.Image`; clicks arrive through
-    `ipyevents`. `status` says what is shown, e.g. "image 3, pixel (y=2, x=5), head 0, layer 0".
-
-    **Watching attention learn**: `replays` ({name: the checkpoint's `meta["replay"]`}, which `fit` writes)
-    adds an epoch slider, from 0 (the untrained network) to the last epoch: for the images `fit` kept (the
-    first few test images, so pass the test images from index 0 on) the maps and predictions come from that
-    epoch's snapshot; other images, and networks without a replay, show the trained network and say so.
-
-    A network with an `AttentionPool` head shows the pool as its last "layer": one map per image and head,
-    the same whatever the query pixel (there is one query, the image's mean pixel).
-
-    Args:
-        models: a network with at least one `SelfAttention` layer or an `AttentionPool`, or {name: network}
-            to compare several (the first one's layers set the sliders' ranges).
-        images: N x C x H x W images as the models take them.
-        display_images: the same images for showing (uint8 or 0..1 floats); defaults to `images`.
-        labels: N true classes (ints) or None; class_names: names for the classes.
-        vmax: top of the colour scale in x uniform for every view, or None (each view's own, see above).
-        replays: {name: meta["replay"]} of networks trained by `fit`, for the epoch slider.
+    `models`: a network with a `SelfAttention` or `AttentionPool`, or {name: network} (the first sets the
+    sliders). `images`: N x C x H x W as the models take them; `display_images`: for showing (uint8 or 0..1).
+    `labels`, `class_names`: true classes and their names, optional. `vmax`: one fixed scale top for every view.
+    `replays`: {name: meta["replay"]} written by `fit`, for an epoch slider from 0 (untrained). Only the first
+    few test images have snapshots, so pass test images from index 0; the rest show the trained network.
     """
 
     def __init__(self, models: nn.Module | dict[str, nn.Module], images: torch.Tensor,
@@ -100,8 +80,7 @@ class AttentionExplorer:
         self.status_text = ""
 
     def attention(self, index: int, name: str | None = None) -> tuple[int, list[torch.Tensor], list[tuple[int, int]]]:
-        """(predicted class, per-layer heads x HW x HW weights, map sizes) of network `name` (default the
-        first) for image `index` (cached)."""
+        """(prediction, per-layer heads x HW x HW weights, map sizes) of network `name` on image `index`, cached."""
         name = self.names[0] if name is None else name
         if not 0 <= index < len(self.images):
             raise ValueError(f"image index {index} is outside 0..{len(self.images) - 1}")
@@ -120,9 +99,7 @@ class AttentionExplorer:
         return bool(attention_pools(self.models[name])) and layer >= len(attention_layers(self.models[name]))
 
     def snapshot(self, index: int, name: str, epoch: int | None) -> tuple[int, list[torch.Tensor], list[tuple[int, int]]] | None:
-        """(predicted class, per-layer heads x HW x HW weights, map sizes) of image `index` after `epoch`
-        epochs, from network `name`'s replay; None when it kept no such snapshot (then the trained network
-        is shown)."""
+        """Like `attention`, after `epoch` epochs from network `name`'s replay; None without that snapshot."""
         replay = self.replays.get(name)
         if epoch is None or replay is None or index >= len(replay["images"]):
             return None
@@ -140,10 +117,8 @@ class AttentionExplorer:
 
     def query_map(self, index: int, y: int, x: int, head: int = 0, layer: int = 0, name: str | None = None,
                   all_queries: bool = False, epoch: int | None = None) -> torch.Tensor:
-        """The H x W map shown: row y*W + x of that image/layer/head's weights, or with `all_queries` the
-        mean over queries of the weight each key pixel receives. (y, x) is in the first network's map cells
-        and is scaled to another network's map when its layer attends at another size. `epoch`: from the
-        replay (see `snapshot`)."""
+        """The H x W map shown: row y*W + x of the weights, or with `all_queries` each key's mean weight.
+        (y, x) is in the first network's map cells, scaled to this network's map; `epoch`: see `snapshot`."""
         name = self.names[0] if name is None else name
         _, weights, sizes = self.snapshot(index, name, epoch) or self.attention(index, name)
         layer = min(layer, len(sizes) - 1)
@@ -154,8 +129,7 @@ class AttentionExplorer:
         return _query_map(w, y * h // h0, x * wd // w0, (h, wd))
 
     def pick(self, px: float, py: float) -> tuple[int, int] | None:
-        """The map cell (y, x) under pixel (px, py) of the rendered picture (from its top-left corner), if
-        the point is on an image, a map or an overlay; else None. What a click does."""
+        """What a click does: the map cell (y, x) under picture pixel (px, py) (from the top left), or None."""
         height = self.figure.bbox.height
         for row, name in enumerate(self.names):
             _, _, sizes = self.attention(self.state.get("index", 0), name)
@@ -177,8 +151,8 @@ class AttentionExplorer:
 
     def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0,
                all_queries: bool = False, epoch: int | None = None) -> bytes:
-        """Show image `index`, query map pixel (y, x) (or where all queries look), `head` of attention layer
-        `layer`, for every network, after `epoch` epochs (None: the trained networks); returns the PNG."""
+        """Show image `index`, query (y, x) or all queries, `head` of `layer`, for every network after `epoch`
+        epochs (None: trained); returns the PNG."""
         if epoch is not None and epoch not in self.epochs:
             raise ValueError(f"epoch {epoch} has no snapshot; the replays hold epochs {self.epochs}")
         if not 0 <= layer < len(self.sizes):
@@ -254,8 +228,7 @@ class AttentionExplorer:
         return buf.getvalue()
 
     def widget(self) -> ipywidgets.VBox:
-        """The sliders, the toggle, a status line and the picture as one ipywidgets box; a click on the
-        picture picks the query (ipyevents). ipywidgets and ipyevents are imported here, lazily."""
+        """Sliders, toggle, status line and picture as one ipywidgets box; a click picks the query (ipyevents)."""
         import ipywidgets as widgets
 
         h, w = self.sizes[0]

@@ -1,8 +1,5 @@
-"""Convolutional networks with (and without) a self-attention layer.
-
-Every model takes `num_classes`, `in_channels` and `image_size` (so one function can size any of them
-for a data set) and keeps its constructor arguments in `self.config` (so a checkpoint can rebuild it).
-"""
+"""CNNs with and without a self-attention layer. Every model takes `num_classes`, `in_channels` and `image_size`,
+and keeps its constructor arguments in `self.config` (so a checkpoint can rebuild it)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -21,33 +18,24 @@ if TYPE_CHECKING:
 
 
 class ReportsAttention:
-    """What `fit` logs after every epoch for a model with attention layers: `attention_report` (the
-    parameters and map statistics of each layer on a few probe images; [] without attention), and the maps
-    of a few fixed test images (`epoch_snapshot`)."""
+    """What `fit` logs each epoch: `attention_report` (per-layer parameters and map statistics on probe images;
+    [] without attention) and the maps of a few fixed test images (`epoch_snapshot`)."""
 
     def epoch_report(self, probe: torch.Tensor) -> list[dict[str, Any]]:
         return attention_report(self, probe)
 
     def epoch_snapshot(self, images: torch.Tensor, epoch: int) -> dict[str, Any]:
-        """The maps of a few fixed test images after `epoch` epochs (`attention_snapshot`): `fit` keeps one
-        per epoch, from 0 (untrained), for the explorer's epoch slider."""
+        """Maps of a few fixed test images after `epoch` epochs (0 = untrained), for the explorer's epoch slider."""
         return attention_snapshot(self, images, epoch)
 
 
 class CNNWithSelfAttention(ReportsAttention, nn.Module):
-    """The written summary's network, with attention over pixels (not its channels) and a residual gate.
+    """The written summary's network: attention over pixels (not channels) with a residual gate.
 
-    conv 3->64 (3x3, padding 1), ReLU, SelfAttention(64), conv 64->128 (3x3, padding 1), ReLU,
-    flatten, Linear(128*32*32, num_classes). Attention runs at full 32x32 resolution: 1,024 pixel
-    tokens and a 1,024 x 1,024 weight matrix per image and head.
-
-    Args:
-        num_classes: output classes.
-        attention: False gives the same network without the attention layer (`nn.Identity`).
-        heads, qk_channels, residual: passed to `SelfAttention`.
-        in_channels: channels of the input images.
-        image_size: side of the square input images (sets the linear layer's width).
-    """
+    conv 3->64, ReLU, SelfAttention(64), conv 64->128, ReLU, flatten, Linear(128*32*32); convs 3x3, padding 1.
+    Attention at full 32x32 resolution: 1,024 tokens, a 1,024 x 1,024 matrix per image and head.
+    `attention=False` swaps it for `nn.Identity`; `heads`, `qk_channels`, `residual` go to `SelfAttention`;
+    `image_size` (square images) sets the Linear layer's width."""
 
     def __init__(self, num_classes: int = 10, attention: bool = True, heads: int = 1,
                  qk_channels: int | None = None, residual: bool = True, in_channels: int = 3,
@@ -87,30 +75,17 @@ class CNNWithoutAttention(CNNWithSelfAttention):
 class AttentionCNN(ReportsAttention, nn.Module):
     """The network the series recommends for real training: downsample first, attend on a small map.
 
-    Each stage is conv 3x3 -> max-pool 2x2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU
-    (the conv-then-pool block of Keller Jordan's cifar10-airbench), halving the map: 32 -> 16 -> 8 -> 4
-    with three stages. A `SelfAttention` layer (residual) follows every stage listed in `attention_at`
-    (1-based): after stage 2 it attends over 8 x 8 = 64 pixel tokens, a 64 x 64 weight matrix per image
-    and head instead of the 1,024 x 1,024 of attention at full resolution. The head max-pools each channel over the whole map
-    (or averages it, or attends over it: `pool`) and applies one small Linear layer (no 128*32*32 Linear).
+    Each stage, conv 3x3 -> max-pool 2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU (the block of Keller
+    Jordan's cifar10-airbench), halves the map: 32 -> 16 -> 8 -> 4. A residual `SelfAttention` follows each stage
+    in `attention_at` (1-based): after stage 2 it sees 8 x 8 = 64 tokens, a 64 x 64 matrix instead of 1,024 x 1,024.
+    The head pools each channel over the map (`pool`) into one small Linear layer.
 
-    Args:
-        num_classes: output classes.
-        widths: output channels of each stage (its length is the number of stages).
-        attention: False leaves every attention layer out (the same network without attention).
-        attention_at: stages (1-based) followed by an attention layer.
-        heads, qk_channels, gamma_init, qk_norm, temperature_init, position: passed to `SelfAttention`.
-        in_channels: channels of the input images.
-        image_size: side of the square input images (sets the map size of a relative-position table).
-        replace_conv: the attention layer takes the place of its stage's second 3x3 convolution (as in
-            BoTNet, Srinivas et al. 2021) instead of following the stage, so that it, not a convolution,
-            mixes that stage's pixels.
-        uniform_attention: train and run every attention layer with its maps fixed to uniform (the control
-            that asks whether *where* the layer looks matters; `SelfAttention(uniform=True)`), and an
-            attention pool as average pooling.
-        pool: how the head pools each channel over the last map: "max" (the default), "avg", or
-            "attention" (an `AttentionPool` with `pool_heads` heads: a query from the image's mean pixel
-            looks over the map; uniform weights would be exactly "avg").
+    `widths`: channels of each stage (its length is the number of stages); `attention=False` leaves attention out.
+    `heads`, `qk_channels`, `gamma_init`, `qk_norm`, `temperature_init`, `position` go to `SelfAttention`;
+    `image_size` sizes its relative-position table. `replace_conv`: attention replaces the stage's second conv
+    (BoTNet, Srinivas et al. 2021), so it, not a conv, mixes that stage's pixels. `uniform_attention`: every map
+    (and the attention pool) fixed to uniform, the control for whether *where* it looks matters.
+    `pool`: "max", "avg" or "attention" (an `AttentionPool` of `pool_heads` heads; uniform weights give "avg").
     """
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (32, 64, 128),
@@ -142,8 +117,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
             layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
                        nn.BatchNorm2d(width), nn.GELU()]
             here = stage in attention_at
-            # the second conv is built before the attention layer (BatchNorm draws no random numbers), so a
-            # seed gives the same weights with or without `replace_conv`'s changes elsewhere
+            # second conv before attention: a seed gives the other layers the same weights whatever `replace_conv`
             second = [] if replace_conv and here else [nn.Conv2d(width, width, 3, padding=1, bias=False)]
             attend = [SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
                                     qk_norm=qk_norm, temperature_init=temperature_init, position=position,
@@ -169,26 +143,13 @@ class AttentionCNN(ReportsAttention, nn.Module):
 class LongRangeCNN(ReportsAttention, nn.Module):
     """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 10).
 
-    `depth` blocks of conv 3x3 (padding 1) -> BatchNorm -> ReLU keep the image size; the attention layer
-    (residual, `gamma` starting at `gamma_init`, 1.0 by default) follows block `attention_after`. The head
-    averages (or, with `pool="max"`, max-pools) each channel over the whole map and applies one Linear layer, so without attention the output
-    is a sum of local features: each unit sees a (2 * depth + 1)-pixel square (`receptive_field`).
-    Any image size works (`image_size` is recorded for `build_model`'s callers only).
-
-    Args:
-        num_classes: output classes (2 for the "same colour?" task).
-        depth: number of conv blocks.
-        width: channels of every conv block.
-        attention: False gives the same network without the attention layer.
-        attention_after: the block (1-based) followed by the attention layer.
-        heads, qk_channels: passed to `SelfAttention`.
-        in_channels: channels of the input images.
-        gamma_init: the attention layer's starting `gamma`. 1.0 here, not SAGAN's 0: with the SGD
-            recipe and gamma starting at 0 the layer stayed off (gamma ~0.01, 50% accuracy after
-            6 epochs); starting at 1 it solves the task in 2-3 epochs (measured, notebook 10).
-        pool: "mean" (the default: the head adds one score per mark) or "max" (each channel's largest
-            value: "is this colour anywhere?", which solves the task without seeing both marks at once).
-    """
+    `depth` blocks of conv 3x3 -> BatchNorm -> ReLU, `width` channels, keep the image size (any size works);
+    the residual attention layer follows block `attention_after` (1-based). The head pools each channel over
+    the map into one Linear layer, so without attention the output is a sum of features that each see only
+    `receptive_field` pixels. `num_classes` is 2 for the "same colour?" task.
+    `gamma_init` is 1.0, not SAGAN's 0: with the SGD recipe a gate from 0 stayed off (50% after 6 epochs);
+    from 1 it solves the task in 2-3 epochs (notebook 10). `pool`: "mean" adds one score per mark; "max" asks
+    "is this colour anywhere?", which solves the task without seeing both marks at once."""
 
     def __init__(self, num_classes: int = 2, depth: int = 3, width: int = 32, attention: bool = True,
                  attention_after: int = 1, heads: int = 1, qk_channels: int | None = None,
@@ -224,9 +185,8 @@ class LongRangeCNN(ReportsAttention, nn.Module):
 
 @torch.no_grad()
 def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
-    """Set a 2x2 conv to whiten image patches: eigenvectors of their covariance over sqrt(eigenvalue + eps),
-    each with its negative. airbench's `init_whitening_conv`, but for `runtime.symmetric_eigh` (Apple MPS has
-    no eigh)."""
+    """Set a 2x2 conv to whiten patches: covariance eigenvectors over sqrt(eigenvalue + eps), and their negatives.
+    airbench's `init_whitening_conv`, via `runtime.symmetric_eigh` (Apple MPS has no eigh)."""
     c, (h, w) = images.shape[1], layer.weight.shape[2:]
     patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
     flat = patches.view(len(patches), -1)
@@ -238,14 +198,13 @@ def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-
 
 
 class Airbench94Net(ReportsAttention, nn.Sequential):
-    """airbench94's network, layer for layer, with an optional `SelfAttention` after one of its groups.
+    """airbench94's network, layer for layer, with an optional `SelfAttention` after group `attention_after`.
 
-    A 2x2 whitening conv (frozen weights, trained bias; 32 -> 31), GELU, three conv groups of `widths`
-    channels (31 -> 15 -> 7 -> 3), max-pool 3, a bias-free Linear and the logits times 1/9. With
-    `attention=False` it is airbench94's `make_net94()` module for module (the same parameter names, and the
-    same weights from the same seed). The attention layer (after group `attention_after`: 2 attends over
-    the 7 x 7 map) is built after every airbench layer, so a seed gives the shared layers the same weights
-    with and without it. `speedrun.train94` trains it as airbench94 does.
+    A frozen 2x2 whitening conv (trained bias; 32 -> 31), GELU, three conv groups of `widths` channels
+    (31 -> 15 -> 7 -> 3), max-pool 3, a bias-free Linear, logits times 1/9. With `attention=False` it is
+    `make_net94()` module for module (same names, same weights per seed); attention (after group 2: the 7 x 7
+    map) is built last to keep those weights.
+    `speedrun.train94` trains it as airbench94 does.
     """
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (64, 256, 256),
@@ -279,8 +238,7 @@ class Airbench94Net(ReportsAttention, nn.Sequential):
                            image_size=image_size)
 
     def fit_to_data(self, images: torch.Tensor) -> None:
-        """Set the frozen whitening conv from normalised training images (what `fit` calls once; the gpu
-        recipe's airbench94 training does the same itself)."""
+        """Set the frozen whitening conv from normalised training images (`fit` calls this once)."""
         init_whitening_conv(self[0], images)
 
 
@@ -301,11 +259,8 @@ def build_model(architecture: str, **config: Any) -> nn.Module:
 
 def build_recipe_model(recipe: Recipe, train: ImageSet | None = None, model: str | None = None,
                        **overrides: Any) -> nn.Module:
-    """Build the recipe's model (or the class named `model`, with its defaults) sized for `train`.
-
-    With `train`: `num_classes`, `in_channels` and `image_size` come from its classes and images (every
-    model takes them). `overrides` win over both.
-    """
+    """Build the recipe's model (or class `model`, with its defaults), with `num_classes`, `in_channels` and
+    `image_size` taken from `train` if given. `overrides` win over both."""
     name = model or recipe.model
     config = dict(recipe.model_config) if name == recipe.model else {}
     if train is not None:

@@ -1,7 +1,5 @@
-"""Recipes: named training presets (model, data sizes, optimiser, schedule, speed switches) per data set.
-
-No torch here, so the command line lists them in --help at once; `models.build_recipe_model` and
-`data.load_recipe_data` build what a recipe names."""
+"""Named training presets per data set. No torch here, so --help lists them at once; `models.build_recipe_model`
+and `data.load_recipe_data` build what a recipe names."""
 from __future__ import annotations
 
 import os
@@ -20,16 +18,10 @@ SMOKE_SIZES: dict[str, Any] = dict(train_limit=1024, test_limit=256, batch_size=
 
 @dataclass(frozen=True)
 class Recipe:
-    """A training preset for one data set.
-
-    Optimiser: SGD with Nesterov momentum; weight decay on conv/linear weights only (not on BatchNorm,
-    biases or attention `gamma`, and not on the query/key weights when `qk_weight_decay` is False); the
-    learning rate rises linearly from 0 to `lr` over the first `warmup` fraction of steps and falls
-    linearly back to 0. Augmentation: random shifts of up to `translate` pixels and horizontal flips, on
-    uint8 batches on the training device. Speed switches: `amp` (bf16 autocast; None = on for CUDA only),
-    `compile` (`torch.compile`), `channels_last` (on CUDA and the CPU; never on MPS: `runtime.memory_format`),
-    `tf32` (CUDA float32 matmuls), `deterministic`.
-    """
+    """A training preset for one data set. SGD with Nesterov momentum; weight decay on conv/linear weights only
+    (not BatchNorm, biases, `gamma`, nor query/key weights unless `qk_weight_decay`); lr rises linearly over the
+    first `warmup` of steps, then falls linearly to 0. Augmentation: shifts up to `translate` pixels and flips, on
+    uint8 batches on the device. `amp`: bf16 autocast, None = CUDA only; `channels_last`: `runtime.memory_format`."""
 
     name: str
     dataset: str = "cifar10"
@@ -60,18 +52,15 @@ class Recipe:
     description: str = ""
 
     def settings(self) -> dict[str, Any]:
-        """What decides a run's result, to compare with a checkpoint's: every field but the description and
-        the switches that only change speed or display."""
+        """The fields that decide a run's result (not description or speed switches), to compare with a checkpoint's."""
         skip = {"description", "log_every", "compile"}
         return {k: v for k, v in self.__dict__.items()
                 if k not in skip and not (k == "trainer" and v == "fit")}  # runs saved before `trainer` existed
 
 
-# The attention layer the series recommends on CIFAR-10, chosen from benchmarks/attention_maps.md (3 seeds per
-# step): cosine scores with a learned temperature, gamma starting at 0.5 (so the query/key weights get a gradient
-# from the first step), a learned 2-D relative position bias; and for training, the score parameters out of
-# weight decay with 10x the learning rate (else the position table barely moves). Notebooks 05 and 07.
-# The cpu recipe trains 12 epochs: 6 gave 83.4 %, 12 gave 86.5 % (benchmarks/attention_maps.md).
+# The recommended attention on CIFAR-10 (benchmarks/attention_maps.md; notebooks 05, 07): cosine scores with a
+# learned temperature, gamma from 0.5 (query/key get a gradient at once), a relative position bias; its score
+# parameters: no weight decay, 10x lr (else the position table barely moves). cpu: 12 epochs (6: 83.4 %, 12: 86.5 %).
 RECOMMENDED_ATTENTION: dict[str, Any] = dict(qk_norm=True, gamma_init=0.5, position="relative")
 RECOMMENDED_TRAINING: dict[str, Any] = dict(qk_weight_decay=False, attention_lr_scale=10.0)
 
@@ -86,8 +75,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "gpu": Recipe(
             name="gpu", model="Airbench94Net", trainer="airbench94",
             model_config=dict(attention_after=2, heads=4, **RECOMMENDED_ATTENTION),
-            # airbench94's settings (speedrun.HYP): lr and weight decay decoupled, per 1,024 examples; the
-            # triangular schedule peaks at 23 % of the steps
+            # airbench94's settings (speedrun.HYP): decoupled lr and weight decay per 1,024 examples; peak at 23 %
             epochs=9.9, batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, warmup=0.23,
             label_smoothing=0.2, val_size=0, attention_lr_scale=10.0,
             description="airbench94's training on one GPU (seconds; float16 on CUDA), its network with the "
@@ -132,12 +120,9 @@ def get_recipe(name: str, dataset: str = "cifar10", **changes: Any) -> Recipe:
 def choose_recipe(device: torch.device, dataset: str = "cifar10") -> Recipe:
     """The recipe a notebook trains with on `device`: `gpu` on CUDA where `dataset` has one, else `cpu`.
 
-    $SACNN_RECIPE names another recipe on any device: `SACNN_RECIPE=gpu` takes a notebook's GPU branch on a
-    CPU, which is how the tests run that branch without a GPU (a data set without that recipe keeps the choice
-    by device; a name no data set has is an error). In a smoke run ($SACNN_SMOKE) the choice is
-    kept at toy size: the `smoke` recipe stands for `cpu`, any other recipe keeps its settings on
-    `SMOKE_SIZES` images and epochs.
-    """
+    $SACNN_RECIPE forces one on any device (`SACNN_RECIPE=gpu`: how tests run GPU branches on a CPU); a data set
+    without it chooses by device, an unknown name is an error. In a smoke run ($SACNN_SMOKE) `smoke` stands for
+    `cpu`, and other recipes shrink to `SMOKE_SIZES`."""
     ours = RECIPES.get(dataset, {})
     forced = os.environ.get(RECIPE_ENV)
     if forced and not any(forced in by_name for by_name in RECIPES.values()):

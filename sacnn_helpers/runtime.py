@@ -46,29 +46,25 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (the CPU for a model that has neither): where its
-    inputs must go. The one place the package asks this."""
+    """The device of a model's first parameter or buffer (CPU if none): where its inputs must go."""
     for tensor in [*model.parameters(), *model.buffers()]:
         return tensor.device
     return torch.device("cpu")
 
 
 def memory_format(device: torch.device, channels_last: bool = True) -> torch.memory_format:
-    """channels_last where it helps: on CUDA (its convolutions' native layout) and on the CPU, where it trains the
-    `cpu` recipe's network about 1.4x faster (benchmarks/memory_format.md); contiguous on Apple MPS, whose
-    convolution backward in channels_last gave wrong results before torch 2.6 and runs slower."""
+    """channels_last on CUDA (native) and the CPU (`cpu` recipe ~1.4x faster, benchmarks/memory_format.md);
+    contiguous on Apple MPS, where channels_last conv backward was wrong before torch 2.6 and is slower."""
     return torch.channels_last if channels_last and device.type != "mps" else torch.contiguous_format
 
 
 def use_amp(device: torch.device, amp: bool | None = None) -> bool:
-    """bf16 autocast for a run: `amp` when given, else on CUDA only (bf16 matrix units; on a CPU it is slower
-    and on MPS untested)."""
+    """bf16 autocast: `amp` when given, else CUDA only (slower on a CPU, untested on MPS)."""
     return device.type == "cuda" if amp is None else amp
 
 
 def symmetric_eigh(matrix: torch.Tensor, uplo: str = "L") -> tuple[torch.Tensor, torch.Tensor]:
-    """`torch.linalg.eigh` on the matrix's device, or on the CPU for Apple MPS, which has no eigh; the
-    results come back on the matrix's device."""
+    """`torch.linalg.eigh`, on the CPU for Apple MPS (it has no eigh); results on the matrix's device."""
     if matrix.device.type != "mps":
         return torch.linalg.eigh(matrix, UPLO=uplo)
     values, vectors = torch.linalg.eigh(matrix.cpu(), UPLO=uplo)
@@ -91,22 +87,14 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_backends(device: torch.device, tf32: bool = True, deterministic: bool = False) -> None:
-    """GPU switches for a training run; each call sets every switch, so a later call undoes an earlier one.
+    """GPU switches for a run; each call sets every switch, so a later call undoes an earlier one.
 
-    tf32: let float32 matrix products and convolutions on CUDA use TensorFloat-32 (about 10 bits of
-    mantissa, much faster on Ampere and later GPUs).
-    deterministic: make CUDA runs repeat bit for bit. Without it, a run on the same GPU repeats only
-    approximately: cuDNN picks convolution algorithms by timing them (`cudnn.benchmark`), and some
-    backward kernels (convolution weight gradients, the memory-efficient attention backward, index_add)
-    sum in a varying order with atomic adds. With it, cuDNN uses fixed deterministic algorithms, cuBLAS a
-    fixed workspace, and torch raises an error for any operation that has no deterministic version
-    (`torch.use_deterministic_algorithms`); it can be slower. CPU runs repeat bit for bit for the same
-    thread count either way.
-
-    cuBLAS reads its workspace setting ($CUBLAS_WORKSPACE_CONFIG) when it creates its first workspace, early
-    in a process's CUDA work: `import sacnn_helpers` sets it (when unset) before any CUDA work, and a
-    deterministic run without it raises an error that says how to fix it.
-    """
+    tf32: CUDA float32 matmuls and convolutions use TensorFloat-32 (10-bit mantissa, much faster on Ampere+).
+    deterministic: CUDA runs repeat bit for bit, maybe slower. Without it cuDNN times algorithms
+    (`cudnn.benchmark`) and some backward kernels sum with atomic adds in varying order; with it, fixed
+    algorithms, a fixed cuBLAS workspace, and an error for ops with no deterministic version. CPU runs repeat
+    for the same thread count either way. cuBLAS reads $CUBLAS_WORKSPACE_CONFIG at its first workspace, so
+    `import sacnn_helpers` sets it when unset."""
     if device.type == "cuda":
         if deterministic and os.environ.get(CUBLAS_ENV) not in (CUBLAS_DETERMINISTIC, ":16:8"):
             raise RuntimeError(f"a deterministic CUDA run needs ${CUBLAS_ENV}={CUBLAS_DETERMINISTIC} before CUDA "
@@ -137,11 +125,8 @@ def launched_by_torchrun() -> bool:
 
 
 def init_distributed(device_name: str = "auto") -> torch.device:
-    """Join torchrun's process group and return this process's device.
-
-    NCCL on CUDA (process LOCAL_RANK takes cuda:LOCAL_RANK), gloo on the CPU. Outside torchrun it only
-    returns `get_device(device_name)`.
-    """
+    """Join torchrun's process group (NCCL on cuda:LOCAL_RANK, or gloo on the CPU) and return this process's
+    device; outside torchrun, just `get_device(device_name)`."""
     if not launched_by_torchrun():
         return get_device(device_name)
     device = get_device(device_name)

@@ -5,8 +5,7 @@
     python -m sacnn_helpers.train --recipe smoke            # seconds: checks that everything runs
     torchrun --standalone --nproc_per_node=2 -m sacnn_helpers.train --recipe gpu   # one model, 2 GPUs
 
-Progress goes to stderr; the result (also written by --out as JSON) is summarised on stdout.
-Exit codes: 0 done, 2 bad flags or missing data.
+Progress goes to stderr, a summary to stdout (--out writes the result as JSON). Exit code 2: bad flags or missing data.
 """
 from __future__ import annotations
 
@@ -85,11 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with `argv` (default: sys.argv[1:]); returns 0 when done.
-
-    Bad flags and missing data exit through argparse with code 2 and a one-line message (SystemExit).
-    Under torchrun every process runs this; process 0 alone prints and writes files.
-    """
+    """Run the command line on `argv` (default sys.argv[1:]); returns 0. Bad flags and missing data exit with
+    code 2 (SystemExit). Under torchrun every process runs this; only process 0 prints and writes files."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # torch and the training code load only now, after the flags are read

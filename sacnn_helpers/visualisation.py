@@ -1,5 +1,4 @@
-"""Pictures: heatmaps of attention weights, per-pixel attention maps, image grids, a drawing of a network
-(the interactive explorer is `explorer.py`)."""
+"""Pictures: attention heatmaps and per-pixel maps, image grids, a network drawing (the explorer is `explorer.py`)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,14 +20,10 @@ def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", yla
                   figsize: tuple[float, float] | None = None, cmap: str = "Reds",
                   colorbar: bool = True, vmin: float | None = None, vmax: float | None = None,
                   label: str = "") -> tuple[Figure, np.ndarray]:
-    """Draw a grid of heatmaps (after d2l's `show_heatmaps`) on ONE colour scale; returns (figure, axes).
+    """A grid of heatmaps (after d2l's `show_heatmaps`) on ONE colour scale; returns (figure, axes).
 
-    `matrices`: a tensor or array of shape (rows, cols, n, m), (cols, n, m) or (n, m); one panel per
-    n x m matrix. Tensors may live on any device (they are moved to the CPU). `titles` labels the
-    panels of the first row (or every panel when given as a list of lists). All panels share `vmin`..`vmax`
-    (default: the smallest and largest value of all of them), so equal colours mean equal values, and
-    one colour bar (labelled `label`) reads for every panel.
-    """
+    `matrices`: (rows, cols, n, m), (cols, n, m) or (n, m), on any device. `titles` labels the first row (a list
+    of lists: every panel). All panels share `vmin`..`vmax` (default: the data's range) and one colour bar (`label`)."""
     m = torch.as_tensor(matrices).detach().float().cpu()
     if m.dim() < 2 or m.dim() > 4:
         raise ValueError(f"show_heatmaps expects 2-D to 4-D matrices (rows x cols x n x m), got shape "
@@ -60,11 +55,8 @@ def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", yla
 def show_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,
                 classes: Sequence[str] | None = None, ncols: int = 8, size: float = 1.3
                 ) -> tuple[Figure, np.ndarray]:
-    """A labelled grid of images: N x 3 x H x W (uint8 0..255 or float 0..1); returns (figure, axes array).
-
-    `labels` (N class indices) titles each image, by name when `classes` is given; `ncols` images per row,
-    `size` inches per image.
-    """
+    """A grid of N x C x H x W images (uint8 or 0..1 floats), titled by `labels` (named by `classes`);
+    `ncols` per row, `size` inches each. Returns (figure, axes)."""
     images = torch.as_tensor(images).detach().cpu()
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"show_images expects N x 3 x H x W (or N x 1 x H x W) images, got shape "
@@ -87,10 +79,7 @@ def show_images(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | Non
 # --- between image pixels and attention-map pixels ------------------------------------------------
 
 def map_pixel(y: int, x: int, image_size: tuple[int, int], map_size: tuple[int, int]) -> tuple[int, int]:
-    """The attention-map pixel that covers image pixel (y, x): (y * map_H // image_H, x * map_W // image_W).
-
-    With a 32 x 32 image and an 8 x 8 map, image pixels 0..3 fall in map pixel 0, 4..7 in 1, and so on.
-    """
+    """The map pixel that covers image pixel (y, x): with a 32 x 32 image and an 8 x 8 map, 0..3 -> 0, 4..7 -> 1."""
     (ih, iw), (mh, mw) = image_size, map_size
     if not (0 <= y < ih and 0 <= x < iw):
         raise ValueError(f"image pixel (y={y}, x={x}) is outside the {ih}x{iw} image")
@@ -107,10 +96,7 @@ def map_cell(y: int, x: int, map_size: tuple[int, int], image_size: tuple[int, i
 
 
 def upsample_map(amap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """H x W map -> size[0] x size[1], nearest neighbour: each map pixel becomes the block it covers.
-
-    For display: the result is a detached float32 map on the CPU, whatever device `amap` is on.
-    """
+    """H x W map -> `size`, nearest neighbour (each map pixel becomes its block); detached float32 on the CPU."""
     if amap.dim() != 2:
         raise ValueError(f"upsample_map expects one H x W map, got shape {tuple(amap.shape)}")
     amap = amap.detach().cpu()
@@ -129,9 +115,8 @@ def to_display(image: torch.Tensor) -> np.ndarray:
 
 def overlay(image: np.ndarray, amap: torch.Tensor, vmax: float, cmap: str = "inferno",
             alpha: float = 0.65) -> np.ndarray:
-    """The map laid over the image: a grey version of the H x W x 3 `image` (0..1) blended with the
-    upsampled map coloured on the scale 0..`vmax` in units of x uniform (weight times H*W), the same
-    colours as a map drawn with `imshow(amap * H*W, cmap=cmap, vmin=0, vmax=vmax)` and its colour bar."""
+    """A grey H x W x 3 `image` (0..1) blended with the upsampled map coloured 0..`vmax` in x uniform (weight
+    times H*W): the colours of `imshow(amap * H*W, cmap=cmap, vmin=0, vmax=vmax)`."""
     n = amap.numel()
     colour = plt.get_cmap(cmap)((upsample_map(amap, image.shape[:2]) * n / vmax).clamp(0, 1).numpy())[..., :3]
     grey = image.mean(-1, keepdims=True)
@@ -139,8 +124,7 @@ def overlay(image: np.ndarray, amap: torch.Tensor, vmax: float, cmap: str = "inf
 
 
 def _query_map(weights: torch.Tensor, y: int, x: int, map_size: tuple[int, int]) -> torch.Tensor:
-    """Query pixel (y, x)'s H x W map (`attention_map`) as a detached float32 map on the CPU, ready for
-    matplotlib: where the pictures take their maps, so weights on a GPU or with gradients can be drawn."""
+    """Query pixel (y, x)'s H x W map, detached float32 on the CPU (so weights on a GPU or with grads can be drawn)."""
     return attention_map(weights.detach(), y, x, *map_size).float().cpu()
 
 
@@ -151,10 +135,8 @@ def weight_range(amap: torch.Tensor) -> str:
 
 
 def shared_scale(weights: torch.Tensor | Sequence[torch.Tensor], at_least: float = 2.0) -> float:
-    """The top of one colour scale for maps in units of x uniform: the largest weight times N in `weights`
-    (one or more tensors whose last axis holds the N = H*W keys of a query's row, e.g. B x heads x N x N),
-    and never below `at_least`, so near-uniform maps look flat instead of being stretched. Pass whole rows:
-    an already reshaped H x W map would be taken for rows of W keys."""
+    """Top of one colour scale in x uniform: the largest weight times N in `weights` (tensors whose last axis holds
+    a query's N = H*W keys; not H x W maps), at least `at_least` so near-uniform maps look flat."""
     tensors = [weights] if isinstance(weights, torch.Tensor) else list(weights)
     return max([at_least] + [float(w.detach().amax()) * w.shape[-1] for w in tensors])
 
@@ -170,14 +152,11 @@ def _box(ax: Axes, top: float, left: float, h: float, w: float, width: float = 2
 
 def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tensor, weights: torch.Tensor,
                y: int, x: int, map_size: tuple[int, int], title: str = "", vmax: float | None = None):
-    """Draw one query pixel three ways: the image with the pixel's cell marked, its H x W map, the overlay.
+    """Draw one query pixel into three axes: the image with its cell marked, its H x W map, the overlay.
 
-    ax_image, ax_map, ax_overlay: the three matplotlib axes to draw into (e.g. `plt.subplots(1, 3)[1]`).
-    image: C x H x W; weights: HW x HW of one image and head; (y, x) is a pixel of the attention map.
-    The map is drawn in units of x uniform on the scale 0..`vmax` (default: `shared_scale` of this map, so the
-    colour bar reaches what the map shows; pass one `vmax` to several calls to compare maps);
-    returns the map's image, for `fig.colorbar(..., label=UNIFORM_LABEL)`.
-    """
+    image: C x H x W; weights: HW x HW of one image and head; (y, x): a map pixel. Scale 0..`vmax` x uniform
+    (default: this map's `shared_scale`; pass one `vmax` to compare maps). Returns the map's image, for
+    `fig.colorbar(..., label=UNIFORM_LABEL)`."""
     amap = _query_map(weights, y, x, map_size)
     vmax = shared_scale(amap.reshape(-1)) if vmax is None else vmax
     img = to_display(image)
@@ -205,18 +184,14 @@ def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tens
 def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Sequence[tuple[int, int]],
                         map_size: tuple[int, int], head: int = 0, row_titles: Sequence[str] | None = None,
                         vmax: float | None = None) -> Figure:
-    """Static grid: one row per image, the image first, then the overlay for each query pixel.
+    """One row per image: the image, then the overlay for each query pixel (y, x) of `pixels` (map cells).
 
-    images: B x C x H x W; weights: B x heads x HW x HW; pixels: query pixels (y, x) on the map. Every
-    overlay uses one colour scale, 0..`vmax` x uniform (default: `shared_scale` of the maps shown), read
-    on the colour bar; each query's cell is outlined in cyan, its weight range written below.
-    """
+    images: B x C x H x W; weights: B x heads x HW x HW. One scale, 0..`vmax` x uniform (default `shared_scale`)."""
     b = images.shape[0]
     maps = [[_query_map(weights[i, head], y, x, map_size) for (y, x) in pixels] for i in range(b)]
     # each H x W map is one row of H*W keys: flattened, so shared_scale multiplies by H*W, not by W
     vmax = shared_scale([m.reshape(-1) for row in maps for m in row]) if vmax is None else vmax
-    # panels of about 1.8 inches and 8- to 9-point text: a 5-column grid is about 10 inches wide, so a notebook
-    # that shrinks it to fit shows its smallest text at about 7 points
+    # ~1.8-inch panels, 8-9 pt text: a 5-column grid is ~10 inches, so shrunk to fit its text stays ~7 pt
     fig, axes = plt.subplots(b, len(pixels) + 1, figsize=(1.85 * (len(pixels) + 1) + 0.9, 1.9 * b + 0.35),
                              squeeze=False, layout="constrained")
     for i in range(b):
@@ -244,12 +219,9 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
 
 def plot_pool_maps(images: torch.Tensor, weights: torch.Tensor, map_size: tuple[int, int],
                    titles: Sequence[str] | None = None, vmax: float | None = None) -> Figure:
-    """Where an `AttentionPool` looks for the class: one row per image, the image and then each head's map
-    laid over it, every map on one colour scale in x uniform (`shared_scale` of the maps shown unless
-    `vmax`), with a colour bar.
+    """Where an `AttentionPool` looks: per image, the image and each head's map over it, on one x-uniform scale.
 
-    images: N x C x H x W (uint8 or 0..1 floats), for showing; weights: N x heads x HW (`collect_pooling`),
-    entry y*W + x = map cell (y, x); map_size: the pooled map's (H, W)."""
+    images: N x C x H x W; weights: N x heads x HW (`collect_pooling`); map_size: the pooled map's (H, W)."""
     n, heads = weights.shape[:2]
     vmax = shared_scale(weights) if vmax is None else vmax
     fig, axes = plt.subplots(n, heads + 1, figsize=(1.25 * (heads + 1) + 0.9, 1.3 * n + 0.3), squeeze=False)
@@ -271,8 +243,7 @@ def plot_pool_maps(images: torch.Tensor, weights: torch.Tensor, map_size: tuple[
 
 
 def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> None:
-    """Label an image axis in attention-map cells (every `step`-th cell), for a map of `cells` cells over
-    `pixels` image pixels."""
+    """Label an image axis in map cells (every `step`-th), for `cells` cells over `pixels` image pixels."""
     size = pixels / cells
     positions = [(c + 0.5) * size - 0.5 for c in range(0, cells, step)]
     labels = [str(c) for c in range(0, cells, step)]
@@ -287,10 +258,8 @@ def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> 
 # --- a drawing of a network -----------------------------------------------------------------------
 
 def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, output shape without the batch axis) of each leaf module in forward order, for one `example`
-    batch: what `draw_network` draws. A step done in `forward` without a module (a flatten, a pooling over
-    the map) shows as "reshape" or "pool", with the shape the next module receives. Runs the model once in
-    eval mode (its mode is restored)."""
+    """(name, output shape without batch) of each leaf module in forward order: what `draw_network` draws.
+    Steps outside modules show as "reshape" or "pool". Runs `example` once in eval mode (the mode is restored)."""
     rows: list[tuple[str, tuple[int, ...]]] = []
     last = [tuple(example.shape[1:])]
 
@@ -317,8 +286,8 @@ def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, t
 
 
 def draw_network(model: nn.Module, example: torch.Tensor, title: str = "", per_row: int = 8) -> Figure:
-    """Draw `model` as boxes in forward order, each with its layer and its output shape (C x H x W), attention
-    layers highlighted; `per_row` boxes a row. Shapes come from running `example` (one batch) through it."""
+    """`model` as boxes in forward order, each a layer and its output shape from running `example`; attention
+    highlighted, `per_row` boxes a row."""
     rows = network_layers(model, example)
     steps = [("input", tuple(example.shape[1:]))] + rows
     n_rows = -(-len(steps) // per_row)
