@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import (attention_layers, capture_attention, attention_pools, collect_attention, collect_maps, collect_pooling,
-                        uniform_attention)
+from .attention import (AttentionPool, attention_layers, attention_pools, capture_attention, collect_attention,
+                        collect_maps, uniform_attention)
 from .runtime import model_device
 
 
@@ -188,69 +188,48 @@ def forward_flops(model: nn.Module, image_size: int = 32, in_channels: int = 3) 
     return {"attention": counts.get("bmm", 0), "total": counter.get_total_flops()}
 
 
-def attention_parameters(model: nn.Module) -> list[dict[str, float]]:
-    """Per attention layer: gamma, the norms of the query and key weights, and the temperature (cosine
-    attention) and largest |position bias| where the layer has them. For logging during training."""
-    rows = []
-    for layer in attention_layers(model):
-        row = dict(wq_norm=float(layer.query.weight.detach().norm()),
-                   wk_norm=float(layer.key.weight.detach().norm()))
-        if layer.gamma is not None:
-            row["gamma"] = float(layer.gamma.detach())
-        if layer.log_temperature is not None:
-            row["temperature"] = [float(t) for t in layer.log_temperature.detach().exp()]
-        if layer.position_table is not None:
-            row["position_bias_max"] = float(layer.position_table.detach().abs().max())
-        rows.append(row)
-    return rows
-
-
 @torch.no_grad()
 def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
-    """Per attention layer on normalised `images`: `attention_parameters`, the std of its scores and
-    `map_statistics` (kind "layer"); then the `AttentionPool`'s `pool_report`, if any. What `fit` logs each epoch."""
-    layers = attention_layers(model)
-    pools = [pool_report(model, images)] if attention_pools(model) else []
-    if not layers:  # a model without attention layers has at most its pool to report
-        return pools
-    scores: list[torch.Tensor] = []
+    """What `fit` logs each epoch, from one pass on normalised `images`. Per attention layer (kind "layer"): gamma,
+    |W_q|, |W_k|, temperature and largest |position bias| where it has them, the std of its scores and
+    `map_statistics`; then an `AttentionPool`'s row (kind "pool"): score std, largest |position bias|, per head the
+    median peak ratio and mean entropy ratio over images. [] without attention."""
+    layers, pools = attention_layers(model), attention_pools(model)
+    if not layers and not pools:
+        return []
+    scores: dict[nn.Module, torch.Tensor] = {}
 
-    def keep_scores(layer, args, _out):  # recompute the layer's scores from its input (cheap at 8 x 8)
+    def keep_scores(module, args, _out):  # recompute the scores from the module's input (cheap at 8 x 8)
         x = args[0]
-        q, k = layer._heads(layer.query(x)), layer._heads(layer.key(x))
-        scores.append(layer.scores(q, k).float().cpu())
+        s = (module.scores(x) if isinstance(module, AttentionPool)
+             else module.scores(module._heads(module.query(x)), module._heads(module.key(x))))
+        scores[module] = s.float().cpu()
 
-    hooks = [layer.register_forward_hook(keep_scores) for layer in layers]
+    hooks = [m.register_forward_hook(keep_scores) for m in [*layers, *pools]]
     try:
-        _, weights, sizes = collect_attention(model, images)
+        _, weights, sizes, pooled, _ = collect_maps(model, images)
     finally:
         for hook in hooks:
             hook.remove()
-    rows = attention_parameters(model)
-    for row, s, w, (h, wd) in zip(rows, scores, weights, sizes):
-        row["kind"] = "layer"
-        row["score_std"] = float(s.std(dim=-1).mean())  # spread of one query's scores, averaged
-        row.update({name: values for name, values in map_statistics(w, h, wd).items()})
-    return rows + pools
-
-
-@torch.no_grad()
-def pool_report(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
-    """The `AttentionPool`'s row of `attention_report` (kind "pool"): the std of its scores, its largest
-    |position bias|, and per head the median peak ratio and mean entropy ratio over images."""
-    pool = attention_pools(model)[0]
-    scores: list[torch.Tensor] = []
-    hook = pool.register_forward_hook(lambda m, args, _out: scores.append(m.scores(args[0]).float().cpu()))
-    try:
-        _, weights, _ = collect_pooling(model, images)  # B x heads x HW
-    finally:
-        hook.remove()
-    n = weights.shape[-1]
-    entropy = -(weights * torch.log(weights.clamp_min(1e-30))).sum(-1) / math.log(n)
-    return dict(kind="pool", score_std=float(scores[0].std(dim=-1).mean()),
-                position_bias_max=float(pool.position_table.detach().abs().max()),
-                peak_ratio=(weights.amax(-1) * n).median(dim=0).values.tolist(),
-                entropy_ratio=entropy.mean(0).tolist())
+    rows: list[dict[str, Any]] = []
+    for layer, w, (h, wd) in zip(layers, weights, sizes):
+        row = dict(wq_norm=float(layer.query.weight.norm()), wk_norm=float(layer.key.weight.norm()))
+        if layer.gamma is not None:
+            row["gamma"] = float(layer.gamma)
+        if layer.log_temperature is not None:
+            row["temperature"] = [float(t) for t in layer.log_temperature.exp()]
+        if layer.position_table is not None:
+            row["position_bias_max"] = float(layer.position_table.abs().max())
+        rows.append(dict(row, kind="layer", score_std=float(scores[layer].std(dim=-1).mean()),  # spread per query
+                         **map_statistics(w, h, wd)))
+    if pools:  # one map per image and head: B x heads x HW
+        n = pooled.shape[-1]
+        entropy = -(pooled * torch.log(pooled.clamp_min(1e-30))).sum(-1) / math.log(n)
+        rows.append(dict(kind="pool", score_std=float(scores[pools[0]].std(dim=-1).mean()),
+                         position_bias_max=float(pools[0].position_table.abs().max()),
+                         peak_ratio=(pooled.amax(-1) * n).median(dim=0).values.tolist(),
+                         entropy_ratio=entropy.mean(0).tolist()))
+    return rows
 
 
 @torch.no_grad()

@@ -405,9 +405,6 @@ def collect_attention(model: nn.Module, images: torch.Tensor
     """Run `model` (eval mode, no grad) on `images`: (logits, weights, sizes), on the CPU. `weights[i]` is
     B x heads x HW x HW for the i-th `SelfAttention` in forward order; `sizes[i]` is its map's (H, W), smaller
     than the image if the network downsamples first. Training modes are restored."""
-    if images.dim() != 4:
-        raise ValueError(f"collect_attention expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
-                         f"add a batch axis with images.unsqueeze(0) for one image")
     if not attention_layers(model):
         raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
                          f"load a model built with attention=True")
@@ -418,9 +415,6 @@ def collect_attention(model: nn.Module, images: torch.Tensor
 def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Run `model` (eval mode, no grad) on `images`: (logits, `AttentionPool` weights B x heads x HW on the CPU,
     pooled map's (H, W)). Where the network looks for the class."""
-    if images.dim() != 4:
-        raise ValueError(f"collect_pooling expects a B x C x H x W batch, got shape {tuple(images.shape)}; "
-                         f"add a batch axis with images.unsqueeze(0) for one image")
     if not attention_pools(model):
         raise ValueError(f"{type(model).__name__} has no AttentionPool; build one with pool='attention'")
     logits, _, _, pool, size = collect_maps(model, images)

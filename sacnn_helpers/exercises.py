@@ -14,6 +14,14 @@ from typing import Any, Callable
 
 import torch
 
+from .analysis import entropy_ratio, forward_flops, peak_ratio, query_dependence, uniform_attention_distance
+from .attention import (AttentionPool, SelfAttention, attention_bytes, attention_scores, channel_attention_scores,
+                        collect_attention, pixel_index, relative_position_index, to_tokens)
+from .models import AttentionCNN, CNNWithSelfAttention, build_recipe_model
+from .recipes import get_recipe
+from .training import learning_rate
+from .visualisation import map_pixel
+
 EXPECTED: dict[str, Callable[..., Any]] = {}
 TOLERANCE: dict[str, float] = {}  # how far off an answer may be, for the exercises that ask "about how many"
 
@@ -116,30 +124,37 @@ TOLERANCE.update({"01.3": 2, "02.1": 0.01, "07.2": 0.01, "08.4": 0.01, "10.1": 0
 
 
 # Answers computed with the package's own code.
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _cpu_recipe_steps() -> int:
+    r = get_recipe("cpu")
+    return math.ceil((50_000 - r.val_size) / r.batch_size) * r.epochs
+
+
+EXPECTED.update({
+    "01.2": lambda q, k: attention_scores(q, k)[0, pixel_index(1, 0, 2), pixel_index(0, 1, 2)].item(),
+    "01.4": lambda q_map, k_map: attention_scores(to_tokens(q_map), to_tokens(k_map)),
+    # the right row of query (31, 0) on a 32-wide map, and the pixel that row x*y belongs to
+    "02.2": lambda: (pixel_index(31, 0, 32), divmod(0 * 31, 32)),
+    "03.2": lambda: attention_bytes(32, 4, 16, 16) / 2**20,  # batch 32, 4 heads, a 16 x 16 map
+    "04.1": lambda: _parameters(SelfAttention(64, qk_channels=8)),
+    "05.2": lambda: int(relative_position_index(8, 8)[1 * 8 + 0, 0 * 8 + 2]),  # query (1, 0), key (0, 2)
+    "06.1": lambda: _parameters(CNNWithSelfAttention(image_size=64).fc),
+    "08.1": _cpu_recipe_steps,
+    "09.2": lambda: map_pixel(17, 30, (32, 32), (8, 8)),
+    "09.3": lambda weights: query_dependence(weights[None]),
+    "09.4": lambda: uniform_attention_distance(2, 2),
+    "11.1": lambda: (8 * 4 * 4, 128 // 8),  # AttentionPool(128, heads=8, size=(4, 4)): weights, channels per head
+    "11.2": lambda: _parameters(AttentionPool(128, heads=8, size=(4, 4))),
+})
+
+
 @exercise("01.1")
 def _score_shapes():
-    from .attention import attention_scores, channel_attention_scores, to_tokens
     q = torch.zeros(4, 8, 16, 16)  # queries (and keys) of 4 maps of 64 x 16 x 16, 8 query channels
     return tuple(attention_scores(to_tokens(q), to_tokens(q)).shape), tuple(channel_attention_scores(q, q).shape)
-
-
-@exercise("01.2")
-def _tiny_score(q, k):
-    from .attention import attention_scores, pixel_index
-    return attention_scores(q, k)[0, pixel_index(1, 0, 2), pixel_index(0, 1, 2)].item()
-
-
-@exercise("01.4")
-def _pixel_scores(q_map, k_map):
-    from .attention import attention_scores, to_tokens
-    return attention_scores(to_tokens(q_map), to_tokens(k_map))
-
-
-@exercise("02.2")
-def _row_and_wrong_pixel():
-    from .attention import pixel_index
-    y, x, width = 31, 0, 32
-    return pixel_index(y, x, width), divmod(x * y, width)  # the right row; the pixel row x*y belongs to
 
 
 @exercise("03.1")
@@ -147,18 +162,6 @@ def _uniform_context() -> list[float]:
     """Weights all 1/4: the context is the plain mean of the tiny map's values."""
     values = torch.tensor([[1., 0., 1.], [0., 1., 1.], [0., 1., 0.], [1., 0., 0.]])  # the 2x2 map's pixels
     return values.mean(0).tolist()
-
-
-@exercise("03.2")
-def _explicit_mib() -> float:
-    from .attention import attention_bytes
-    return attention_bytes(32, 4, 16, 16) / 2**20  # batch 32, 4 heads, a 16 x 16 map
-
-
-@exercise("04.1")
-def _layer_parameters() -> int:
-    from .attention import SelfAttention
-    return sum(p.numel() for p in SelfAttention(64, qk_channels=8).parameters())
 
 
 @exercise("04.2")
@@ -170,18 +173,11 @@ def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
 @exercise("04.3")
 def _flip_equivariant() -> bool:
     """Is a position-free layer's output on a mirrored map the mirrored output?"""
-    from .attention import SelfAttention
     x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
     layer = SelfAttention(16, heads=4)
     with torch.no_grad():
         layer.gamma.fill_(0.7)
         return bool(torch.allclose(layer(x.flip(-1)), layer(x).flip(-1), atol=1e-5))
-
-
-@exercise("05.2")
-def _slot_of_up_one_right_two() -> int:
-    from .attention import relative_position_index
-    return int(relative_position_index(8, 8)[1 * 8 + 0, 0 * 8 + 2])  # query (1, 0), key (0, 2)
 
 
 @exercise("05.3")
@@ -192,17 +188,9 @@ def _copy_the_pixel_above(img: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@exercise("06.1")
-def _summary_linear_at_64() -> int:
-    from .models import CNNWithSelfAttention
-    return sum(p.numel() for p in CNNWithSelfAttention(image_size=64).fc.parameters())
-
-
 @exercise("06.2")
 def _stage1_attention() -> tuple[int, int]:
     """(tokens, weight-matrix entries per image and head) of an AttentionCNN attending after stage 1."""
-    from .attention import collect_attention
-    from .models import AttentionCNN
     _, weights, _ = collect_attention(AttentionCNN(attention_at=[1]), torch.zeros(1, 3, 32, 32))
     n, m = weights[0].shape[-2:]
     return int(m), int(n * m)
@@ -211,56 +199,23 @@ def _stage1_attention() -> tuple[int, int]:
 @exercise("06.3")
 def _attention_cost_after_stage_1_over_stage_2() -> float:
     """The attention layer's matrix products after stage 1 (16 x 16, 32 channels) over stage 2 (8 x 8, 64)."""
-    from .analysis import forward_flops
-    from .models import build_recipe_model
-    from .recipes import get_recipe
-    recipe = get_recipe("cpu")
-    cost = {stage: forward_flops(build_recipe_model(recipe, None, attention_at=[stage]))["attention"]
+    cost = {stage: forward_flops(build_recipe_model(get_recipe("cpu"), None, attention_at=[stage]))["attention"]
             for stage in (1, 2)}
     return cost[1] / cost[2]
 
 
-@exercise("08.1")
-def _optimizer_steps_of_the_cpu_recipe() -> int:
-    from .recipes import get_recipe
-    r = get_recipe("cpu")
-    return math.ceil((50_000 - r.val_size) / r.batch_size) * r.epochs
-
-
 @exercise("08.3")
 def _step_of_the_peak_learning_rate() -> int:
-    from .recipes import get_recipe
-    from .training import learning_rate
-    r = get_recipe("cpu")
-    total = _optimizer_steps_of_the_cpu_recipe()
+    r, total = get_recipe("cpu"), _cpu_recipe_steps()
     lrs = [learning_rate(step, total, r.lr, r.warmup) for step in range(total)]
     return lrs.index(max(lrs))
 
 
 @exercise("09.1", atol=1e-3)
 def _peak_and_entropy_of_a_map_on_4_of_64_pixels() -> tuple[float, float]:
-    from .analysis import entropy_ratio, peak_ratio
     weights = torch.zeros(1, 1, 64, 64)
     weights[..., :4] = 0.25  # every query's map: 1/4 on each of 4 pixels, 0 elsewhere
     return float(peak_ratio(weights)[0]), float(entropy_ratio(weights)[0])
-
-
-@exercise("09.2")
-def _token_of_image_pixel_17_30() -> tuple[int, int]:
-    from .visualisation import map_pixel
-    return map_pixel(17, 30, (32, 32), (8, 8))
-
-
-@exercise("09.3")
-def _query_dependence_of(weights: torch.Tensor) -> torch.Tensor:
-    from .analysis import query_dependence
-    return query_dependence(weights[None])
-
-
-@exercise("09.4")
-def _uniform_distance_on_2x2() -> float:
-    from .analysis import uniform_attention_distance
-    return uniform_attention_distance(2, 2)
 
 
 @exercise("10.3", atol=0.005)
@@ -269,16 +224,3 @@ def _best_sum_rule_with_4_colours() -> float:
     right when its colour is in the set, a different (ordered) pair unless both are."""
     n = 4
     return max(0.5 * k / n + 0.5 * (1 - k * (k - 1) / (n * (n - 1))) for k in range(n + 1))
-
-
-@exercise("11.1")
-def _pool_weights_and_channels_per_head() -> tuple[int, int]:
-    from .attention import AttentionPool
-    pool = AttentionPool(128, heads=8, size=(4, 4))
-    return pool.heads * pool.size[0] * pool.size[1], pool.channels // pool.heads
-
-
-@exercise("11.2")
-def _pool_parameters() -> int:
-    from .attention import AttentionPool
-    return sum(p.numel() for p in AttentionPool(128, heads=8, size=(4, 4)).parameters())

@@ -10,7 +10,6 @@ from airbench.lib_airbench94 import Conv as AirbenchConv, ConvGroup as AirbenchC
 
 from .analysis import attention_report, attention_snapshot
 from .attention import AttentionPool, SelfAttention
-from .runtime import symmetric_eigh
 
 if TYPE_CHECKING:
     from .data import ImageSet
@@ -186,11 +185,12 @@ class LongRangeCNN(ReportsAttention, nn.Module):
 @torch.no_grad()
 def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
     """Set a 2x2 conv to whiten patches: covariance eigenvectors over sqrt(eigenvalue + eps), and their negatives.
-    airbench's `init_whitening_conv`, via `runtime.symmetric_eigh` (Apple MPS has no eigh)."""
+    airbench's `init_whitening_conv`, but the eigh runs on the CPU for Apple MPS, which has none."""
     c, (h, w) = images.shape[1], layer.weight.shape[2:]
     patches = images.unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c, h, w).float()
     flat = patches.view(len(patches), -1)
-    eigenvalues, eigenvectors = symmetric_eigh((flat.T @ flat) / len(patches), "U")
+    covariance = (flat.T @ flat) / len(patches)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance.cpu() if covariance.is_mps else covariance, UPLO="U")
     eigenvalues = eigenvalues.flip(0).view(-1, 1, 1, 1).to(layer.weight.device)
     eigenvectors = eigenvectors.T.reshape(c * h * w, c, h, w).flip(0).to(layer.weight.device)
     scaled = eigenvectors / torch.sqrt(eigenvalues + eps)

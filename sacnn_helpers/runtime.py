@@ -63,14 +63,6 @@ def use_amp(device: torch.device, amp: bool | None = None) -> bool:
     return device.type == "cuda" if amp is None else amp
 
 
-def symmetric_eigh(matrix: torch.Tensor, uplo: str = "L") -> tuple[torch.Tensor, torch.Tensor]:
-    """`torch.linalg.eigh`, on the CPU for Apple MPS (it has no eigh); results on the matrix's device."""
-    if matrix.device.type != "mps":
-        return torch.linalg.eigh(matrix, UPLO=uplo)
-    values, vectors = torch.linalg.eigh(matrix.cpu(), UPLO=uplo)
-    return values.to(matrix.device), vectors.to(matrix.device)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
     random.seed(seed)
@@ -119,17 +111,12 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def launched_by_torchrun() -> bool:
-    """True when the environment of a torchrun launch with several processes is set."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ
-
-
 def init_distributed(device_name: str = "auto") -> torch.device:
     """Join torchrun's process group (NCCL on cuda:LOCAL_RANK, or gloo on the CPU) and return this process's
     device; outside torchrun, just `get_device(device_name)`."""
-    if not launched_by_torchrun():
-        return get_device(device_name)
     device = get_device(device_name)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "LOCAL_RANK" not in os.environ:  # not torchrun, or 1 process
+        return device
     local = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         device = torch.device("cuda", local)
