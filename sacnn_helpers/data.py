@@ -297,16 +297,9 @@ def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = 
     return train, test
 
 
-def load_cifar10_splits(data_dir: str | os.PathLike | None = None, download: bool = True
-                        ) -> tuple[ImageSet, ImageSet]:
-    """CIFAR-10's training and test sets (`load_cifar10`, which downloads them when missing)."""
-    return (load_cifar10(data_dir, train=True, download=download),
-            load_cifar10(data_dir, train=False, download=download))
-
-
 # The data sets the training command knows, by name: name -> function(data_dir, download) -> (train, test).
 DATASETS: dict[str, Callable[..., tuple[ImageSet, ImageSet]]] = {
-    "cifar10": load_cifar10_splits,
+    "cifar10": lambda data_dir, download: (load_cifar10(data_dir, True, download), load_cifar10(data_dir, False, download)),
     "long-range": load_long_range,
 }
 

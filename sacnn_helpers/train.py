@@ -17,14 +17,9 @@ from pathlib import Path
 
 from .recipes import RECIPES, get_recipe  # no torch: --help answers before torch loads (it takes seconds)
 
-# flags that change the model: flag name -> model_config key
-MODEL_FLAGS = {"heads": "heads", "attention_at": "attention_at", "gamma_init": "gamma_init",
-               "qk_norm": "qk_norm", "position": "position", "uniform_attention": "uniform_attention",
-               "pool": "pool", "pool_heads": "pool_heads"}
-# flags that change the recipe: flag name -> Recipe field
-RECIPE_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "amp": "amp", "compile": "compile",
-                "deterministic": "deterministic", "qk_weight_decay": "qk_weight_decay",
-                "attention_lr_scale": "attention_lr_scale"}
+# flags named as the model_config key / the Recipe field they change
+MODEL_FLAGS = ("heads", "attention_at", "gamma_init", "qk_norm", "position", "uniform_attention", "pool", "pool_heads")
+RECIPE_FLAGS = ("epochs", "batch_size", "lr", "amp", "compile", "deterministic", "qk_weight_decay", "attention_lr_scale")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder; point it at the folder that holds the "
                      f"dataset (for CIFAR-10 the one containing cifar-10-batches-py/)")
-    changes = {field: getattr(args, flag) for flag, field in RECIPE_FLAGS.items() if getattr(args, flag) is not None}
+    changes = {flag: getattr(args, flag) for flag in RECIPE_FLAGS if getattr(args, flag) is not None}
     try:
         recipe = get_recipe(args.recipe, args.dataset, **changes)
         device = runtime.init_distributed(args.device)
@@ -124,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # includes CIFAR10NotFoundError, CorruptDataError
         parser.exit(2, f"{parser.prog}: error: could not load dataset {args.dataset!r}: {e}\n")
     runtime.seed_everything(args.seed)
-    overrides = {key: getattr(args, flag) for flag, key in MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    overrides = {flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None}
     if overrides.get("position") == "none":
         overrides["position"] = None
     if args.no_attention:
