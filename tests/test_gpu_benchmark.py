@@ -15,6 +15,15 @@ def load_benchmark():
     return module
 
 
+def tta2_accuracy(gpu, model, test) -> float:
+    """`model`'s accuracy on `test` with airbench's normalisation and TTA level 2, as airbench scores it."""
+    speedrun = gpu.sh.speedrun
+    images = gpu.sh.normalise(speedrun.to_float_images(test.images, gpu.torch.device("cpu")), speedrun.MEAN_01,
+                              speedrun.STD_01)
+    logits = gpu.sh.predict(model, images, batch_size=2000, tta_level=2)
+    return (logits.argmax(1) == test.labels).float().mean().item()
+
+
 @pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
 def test_the_dry_run_runs_every_part_and_a_failure_loses_nothing(real_cifar10, tmp_path, monkeypatch):
     pytest.importorskip("airbench")
@@ -24,6 +33,13 @@ def test_the_dry_run_runs_every_part_and_a_failure_loses_nothing(real_cifar10, t
         raise RuntimeError("planted failure")
 
     monkeypatch.setattr(gpu, "airbench_run", broken)
+    fitted, real_fit = [], gpu.sh.fit
+
+    def fit_and_keep(model, *args, **kwargs):
+        fitted.append((model, real_fit(model, *args, **kwargs)))
+        return fitted[-1][1]
+
+    monkeypatch.setattr(gpu.sh, "fit", fit_and_keep)
     assert gpu.main(["--dry-run", "--seeds", "1", "--out", str(tmp_path)]) == 1  # one run failed
     rows = [json.loads(line) for line in (tmp_path / "gpu_runs.jsonl").read_text().splitlines()]
     assert [(r["part"], r["ok"]) for r in rows] == [("data", True), ("warm-up", True), ("warm-up", True),
@@ -33,9 +49,10 @@ def test_the_dry_run_runs_every_part_and_a_failure_loses_nothing(real_cifar10, t
     rows = rows[1:]
     assert "planted failure" in rows[4]["error"]
     recipe = gpu.sh.get_recipe("gpu", **gpu.TOY)
-    for r in rows[2:4]:  # toy-sized runs of the gpu recipe: the test accuracy counts whole test images
-        correct = r["test_accuracy"] * recipe.test_limit
-        assert r["epochs"] == gpu.TOY["epochs"] and correct == pytest.approx(round(correct), abs=1e-6)
+    test = gpu.sh.load_recipe_data(recipe)["test"]
+    for r, (model, result) in zip(rows[2:4], fitted[2:4]):  # the toy runs' accuracy: their model, scored again
+        assert r["epochs"] == gpu.TOY["epochs"] and r["test_accuracy"] == result["test_accuracy"]
+        assert r["test_accuracy"] == pytest.approx(tta2_accuracy(gpu, model, test), abs=1e-6)
     assert rows[0]["epochs"] == recipe.batch_size / recipe.train_limit  # the warm-up rehearses one step
     assert [r["parameters"] for r in rows[2:4]] == [r["parameters"] for r in rows[:2]]
     assert rows[2]["parameters"] > rows[3]["parameters"]  # with attention, then without
@@ -60,12 +77,16 @@ def test_a_missing_data_set_is_recorded_like_any_failed_run(tmp_path, monkeypatc
 
 
 @pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
-def test_the_dry_run_calls_airbench_itself(real_cifar10, tmp_path):
-    pytest.importorskip("airbench")
+def test_the_dry_run_calls_airbench_itself(real_cifar10, tmp_path, monkeypatch):
+    """The row's accuracy is airbench's model, scored again here with TTA level 2: a row that scored another
+    model, or no TTA, would differ."""
+    airbench = pytest.importorskip("airbench")
     gpu = load_benchmark()
+    trained, real_train94 = [], airbench.train94
+    monkeypatch.setattr(airbench, "train94", lambda *a, **k: trained.append(real_train94(*a, **k)) or trained[-1])
     recipe = gpu.sh.get_recipe("gpu", **gpu.TOY)
     data = gpu.sh.load_recipe_data(recipe)
-    row = gpu.airbench_run(data["train"], data["test"], gpu.torch.device("cpu"), 0, True, [False])
-    assert row["epochs"] == gpu.TOY["epochs"] and row["train_seconds"] > 0
-    correct = row["test_accuracy"] * len(data["test"])
-    assert correct == pytest.approx(round(correct), abs=1e-3)
+    cpu = gpu.torch.device("cpu")
+    row = gpu.airbench_run(data["train"], data["test"], cpu, 0, True, [False])
+    assert len(trained) == 2 and row["epochs"] == gpu.TOY["epochs"]  # the warm-up, then the timed run
+    assert row["test_accuracy"] == tta2_accuracy(gpu, trained[1], data["test"])
