@@ -16,14 +16,12 @@ PUBLIC: dict[str, tuple[str, ...]] = {
                   "collect_pooling", "attention_map", "attention_memory_table", "attention_scores",
                   "attention_weights", "channel_attention_scores", "collect_attention", "from_tokens", "pixel_index",
                   "relative_position_index", "scaled_dot_product_attention", "to_tokens", "uniform_attention"),
-    # example tensors to start from (notebooks 01-03)
-    "examples": ("example_feature_map", "example_qkv"),
+    "examples": ("example_feature_map", "example_qkv"),  # example tensors to start from (notebooks 01-03)
     # what a map says, and whether it matters (notebook 09)
     "analysis": ("attention_report", "entropy_ratio", "forward_flops", "map_statistics", "mean_attention_distance",
                  "occlusion_check", "peak_ratio", "predict", "query_dependence", "uniform_attention_accuracy",
                  "uniform_attention_distance"),
-    # attention against gradient explanations, deletion and insertion (notebook 09)
-    "saliency": ("attention_received", "grad_cam", "input_x_gradient"),
+    "saliency": ("attention_received", "grad_cam", "input_x_gradient"),  # vs gradient explanations (notebook 09)
     # CIFAR-10, the long-range task, splits, augmentation (notebooks 00, 08, 10)
     "data": ("DATASETS", "CIFAR10NotFoundError", "CorruptDataError", "ImageSet", "augment", "load_cifar10",
              "load_dataset", "load_recipe_data", "make_long_range", "normalise", "split_data"),
@@ -33,8 +31,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # checkpoints and recipes (notebooks 08-09, the command line `python -m sacnn_helpers.train`)
     "checkpoints": ("CheckpointError", "load_model"),
     "recipes": ("RECIPES", "Recipe", "choose_recipe", "get_recipe", "is_smoke_run"),
-    # where code runs, and the training loop
-    "runtime": ("get_device", "seed_everything"),
+    "runtime": ("get_device", "seed_everything"),  # where code runs, and the training loop
     "training": ("evaluate", "fit", "train_one_epoch"),
     # pictures and the explorer (notebooks 00-02, 06, 09)
     "visualisation": ("UNIFORM_LABEL", "draw_network", "map_cell", "map_pixel", "overlay", "plot_attention_grid",

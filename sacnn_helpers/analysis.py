@@ -1,8 +1,5 @@
 """What an attention map says: how sharp it is, whether it depends on the query, and whether it matters.
-
-The statistics take weights B x heads x N x N (row = query, N = H*W) and return one value per head.
-`uniform_attention_accuracy` and `occlusion_check` ask whether the maps matter to the prediction.
-"""
+The statistics take weights B x heads x N x N (row = query, N = H*W) and return one value per head."""
 from __future__ import annotations
 
 import math
@@ -40,8 +37,7 @@ def entropy_ratio(weights: torch.Tensor) -> torch.Tensor:
 
 
 def query_dependence(weights: torch.Tensor) -> torch.Tensor:
-    """Per head: mean total-variation distance 0.5 * sum|w_a - w_b| between the maps of two query pixels a != b
-    of one image, over all pairs and images. 0: one map for every query, 1: maps with no overlap."""
+    """Per head: mean total variation 0.5*sum|w_a - w_b| over query pairs a != b; 0: one map for all, 1: disjoint."""
     _check_weights(weights)
     b, heads, n, _ = weights.shape
     if n < 2:
@@ -53,9 +49,8 @@ def query_dependence(weights: torch.Tensor) -> torch.Tensor:
 
 
 def mean_attention_distance(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """How far each head looks, in map pixels: sum over keys of weight x distance(query, key), mean over queries.
-    weights: (..., heads, HW, HW) for an H x W map -> one value per head (mean over leading axes), on the
-    weights' device. Uniform gives `uniform_attention_distance(H, W)`; looking only at its own pixel gives 0."""
+    """How far each head looks, in map pixels: sum over keys of weight x distance(query, key), mean over queries
+    and leading axes of (..., heads, HW, HW); on the weights' device. Uniform gives `uniform_attention_distance`."""
     n = height * width
     if weights.shape[-2:] != (n, n):
         raise ValueError(f"expected weights ending in {n} x {n} for a {height}x{width} map, "
@@ -82,13 +77,10 @@ def map_statistics(weights: torch.Tensor, height: int, width: int) -> dict[str, 
                 mean_distance=mean_attention_distance(weights, height, width).tolist())
 
 
-# --- do the maps matter? ---------------------------------------------------------------------------
-
 @torch.no_grad()
 def tta_logits(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                tta_level: int = 0) -> torch.Tensor:
-    """Logits of one batch with test-time augmentation (airbench's levels): 0 plain, 1 averaged with the mirror
-    image, 2 also with two 1-pixel shifts (reflect padding) and their mirrors."""
+    """airbench's TTA: 0 plain logits, 1 mean with the mirror, 2 also two reflect-padded 1-pixel shifts and mirrors."""
     if tta_level == 0:
         return model(x)
     mirrored = 0.5 * model(x) + 0.5 * model(x.flip(-1))
@@ -102,8 +94,7 @@ def tta_logits(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: tor
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, tta_level: int = 0) -> torch.Tensor:
-    """Logits of `model` (eval mode) for normalised `images`, in batches on the model's device, with `tta_logits`
-    at `tta_level`; float32 on the CPU. `training.evaluate` uses the same `tta_logits`. Training mode restored."""
+    """Float32 CPU logits of `model` (eval mode, then restored) on normalised `images`, batched, via `tta_logits`."""
     was_training = model.training
     model.eval()
     device = model_device(model)
@@ -116,8 +107,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, tta_l
 
 def uniform_attention_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                                batch_size: int = 500, which: str = "all") -> dict[str, float]:
-    """Accuracy of `model` on normalised `images` as trained and inside `uniform_attention(model, which)`;
-    `cost` is the difference in points (positive: uniform is worse)."""
+    """Accuracy on normalised `images` as trained and with `uniform_attention(model, which)`; `cost`: drop in points."""
     labels = labels.cpu()
     trained = float((predict(model, images, batch_size).argmax(1) == labels).float().mean())
     with uniform_attention(model, which):
@@ -126,8 +116,7 @@ def uniform_attention_accuracy(model: nn.Module, images: torch.Tensor, labels: t
 
 
 def patch_mask(keys: torch.Tensor, map_size: tuple[int, int], image_size: tuple[int, int]) -> torch.Tensor:
-    """B x 1 x H x W bool mask of the image patches that map pixels `keys` (B x k indices y*W + x on the
-    attention map) stand for: map pixel (y, x) of an 8 x 8 map covers a 4 x 4 patch of a 32 x 32 image."""
+    """B x 1 x H x W bool mask of the image patches under map pixels `keys` (B x k indices y*W + x on the map)."""
     b = keys.shape[0]
     (mh, mw), (ih, iw) = map_size, image_size
     mask = torch.zeros(b, mh * mw, dtype=torch.bool, device=keys.device)
@@ -139,10 +128,9 @@ def patch_mask(keys: torch.Tensor, map_size: tuple[int, int], image_size: tuple[
 @torch.no_grad()
 def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: int = 0, head: int | None = None,
                     seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
-    """Does hiding (set to 0, the normalised mean) the k patches one seeded random query pixel of layer `layer`
-    attends to most (weights averaged over heads, or one `head`) change the prediction more than k random patches?
-    Per "attended"/"random": mean drop in the intact prediction's probability and rate of changed predictions;
-    plus their mean paired difference (attended - random) with a 95 % normal-approximation interval."""
+    """Does hiding (set to 0, the normalised mean) the k patches a seeded random query of `layer` attends to most
+    (mean over heads, or one `head`) change the prediction more than k random patches? Per "attended"/"random": mean
+    drop in the intact prediction's probability, rate of changed predictions; their mean difference with a 95 % CI."""
     g = torch.Generator().manual_seed(seed)
     drops: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
     flips: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
@@ -176,9 +164,8 @@ def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: i
 
 
 def forward_flops(model: nn.Module, image_size: int = 32, in_channels: int = 3) -> dict[str, int]:
-    """FLOPs of one forward pass on one image (multiply-add = 2): "attention" (the layers' `bmm`s) and "total".
-    Runs inside `capture_attention`, since `FlopCounterMode` can't see inside the fused kernel. Training costs
-    about 3 x forward. Leaves the model in eval mode."""
+    """FLOPs of one forward pass on one image (multiply-add = 2; training ~3x): "attention" (the `bmm`s) and "total".
+    Inside `capture_attention`, as `FlopCounterMode` can't see into the fused kernel. Leaves the model in eval mode."""
     from torch.utils.flop_counter import FlopCounterMode
     model.eval()
     x = torch.zeros(1, in_channels, image_size, image_size, device=model_device(model))
@@ -191,9 +178,8 @@ def forward_flops(model: nn.Module, image_size: int = 32, in_channels: int = 3) 
 @torch.no_grad()
 def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, Any]]:
     """What `fit` logs each epoch, from one pass on normalised `images`. Per attention layer (kind "layer"): gamma,
-    |W_q|, |W_k|, temperature and largest |position bias| where it has them, the std of its scores and
-    `map_statistics`; then an `AttentionPool`'s row (kind "pool"): score std, largest |position bias|, per head the
-    median peak ratio and mean entropy ratio over images. [] without attention."""
+    |W_q|, |W_k|, temperature and largest |position bias| where it has them, score std, `map_statistics`; then the
+    `AttentionPool`'s row (kind "pool"): score std, largest |position bias|, peak and entropy ratio per head."""
     layers, pools = attention_layers(model), attention_pools(model)
     if not layers and not pools:
         return []
@@ -234,9 +220,8 @@ def attention_report(model: nn.Module, images: torch.Tensor) -> list[dict[str, A
 
 @torch.no_grad()
 def attention_snapshot(model: nn.Module, images: torch.Tensor, epoch: int) -> dict[str, Any]:
-    """The maps of a few fixed normalised `images`, float16 on the CPU, small enough to keep one per epoch:
-    `epoch`, `layers` (N x heads x HW x HW each), `sizes`, `pool` (N x heads x HW or None), `pool_size` and
-    `predicted`. What `fit` stores in `replay` for `AttentionExplorer`'s epoch slider."""
+    """Maps of a few fixed normalised `images`, float16 on the CPU, for `AttentionExplorer`'s epoch slider: `epoch`,
+    `layers` (N x heads x HW x HW each), `sizes`, `pool` (N x heads x HW or None), `pool_size`, `predicted`."""
     logits, weights, sizes, pool, pool_size = collect_maps(model, images)
     return dict(epoch=int(epoch), layers=[w.half() for w in weights], sizes=[list(hw) for hw in sizes],
                 pool=None if pool is None else pool.half(), pool_size=None if pool_size is None else list(pool_size),
@@ -244,8 +229,7 @@ def attention_snapshot(model: nn.Module, images: torch.Tensor, epoch: int) -> di
 
 
 def t_quantile_975(df: int) -> float:
-    """The 97.5 % quantile of Student's t with `df` degrees of freedom (what a 95 % interval uses): exact
-    table values up to 10, then the Cornish-Fisher expansion around the normal's 1.96 (error < 2e-4)."""
+    """Student's t 97.5 % quantile (95 % intervals): table values up to `df` 10, then Cornish-Fisher (error < 2e-4)."""
     table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
     if df < 1:
         raise ValueError(f"a t quantile needs at least 1 degree of freedom, got {df}")

@@ -1,11 +1,9 @@
-"""Self-attention over the pixels of a feature map: B x C x H x W is read as B sequences of HW tokens.
+"""Self-attention over the pixels of a feature map, one step per function, and the layer they add up to
+(`SelfAttention`). B x C x H x W is read as B sequences of HW tokens:
 
     scores  = Q Kᵀ / sqrt(d_k)        (B x heads x HW x HW)
     weights = softmax(scores, dim=-1)  (each row sums to 1; row y*W + x belongs to pixel (y, x))
-    context = weights V                (B x heads x HW x d_v -> B x C x H x W)
-
-The functions below are the steps the notebooks build; `SelfAttention` is the layer they add up to.
-"""
+    context = weights V                (B x heads x HW x d_v -> B x C x H x W)"""
 from __future__ import annotations
 
 import math
@@ -18,15 +16,12 @@ import torch.nn.functional as F
 
 from .runtime import model_device
 
-# Beyond this an explicit attention matrix is refused rather than allocated (see `attention_bytes`).
-MAX_EXPLICIT_ATTENTION_GIB = 4.0
+MAX_EXPLICIT_ATTENTION_GIB = 4.0  # a larger explicit attention matrix is refused, not allocated
 
 
 class AttentionMemoryError(MemoryError):
     """An explicit HW x HW attention matrix was requested that would not fit in memory."""
 
-
-# --- the steps, one function each ---------------------------------------------------------------
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
     """B x C x H x W feature map -> B x HW x C pixel tokens, pixel (y, x) at index y*W + x."""
@@ -99,27 +94,19 @@ def relative_position_index(height: int, width: int) -> torch.Tensor:
     return (dy + height - 1) * (2 * width - 1) + (dx + width - 1)
 
 
-# --- the layer ----------------------------------------------------------------------------------
-
 class SelfAttention(nn.Module):
-    """Self-attention over the H*W pixels of a B x C x H x W map (SAGAN-style, with heads).
+    """Self-attention over the H*W pixels of a B x C x H x W map (SAGAN-style, with heads); values keep C channels.
 
-    Args:
-        in_channels: C; the value projection keeps C channels.
-        heads: attention heads; `in_channels` and `qk_channels` must divide by it.
-        qk_channels: query/key channels (default C; SAGAN uses C // 8); d_k = qk_channels // heads.
-        residual: out = gamma * context + x, learnable `gamma` from `gamma_init`; if False, out = context
-            (the written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then the query
-            and key get no gradient until gamma moves (notebook 10).
-        qk_norm: cosine attention (Swin Transformer V2, "QK-norm"): cosine of query and key times a learned
-            per-head temperature (from `temperature_init`), so map sharpness doesn't depend on feature size.
-        position: "relative" (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin
-            (Liu et al. 2021); Shaw et al. 2018 and Bello et al. 2019 use offset embeddings q·r instead.
-        uniform: every weight is 1/HW, in training too: the trained-uniform control (Wiegreffe & Pinter 2019).
-
-    `forward(x)` uses `F.scaled_dot_product_attention`; `forward(x, return_attention=True)` takes the explicit
-    path and also returns the weights, B x heads x HW x HW.
-    """
+    `qk_channels`: query/key channels (default C; SAGAN uses C // 8), d_k = qk_channels // heads; both channel
+    counts must divide by `heads`. `residual`: out = gamma * context + x, learned `gamma` from `gamma_init`; else
+    out = context (the written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then query and
+    key get no gradient until gamma moves (notebook 10). `qk_norm`: cosine attention (Swin Transformer V2,
+    "QK-norm") times a learned per-head temperature from `temperature_init`, so sharpness doesn't depend on feature
+    size. `position="relative"` (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin
+    (Liu et al. 2021); Shaw et al. 2018 and Bello et al. 2019 use offset embeddings q·r instead. `uniform`: every
+    weight 1/HW, in training too (the trained-uniform control, Wiegreffe & Pinter 2019). `forward(x)` uses
+    `F.scaled_dot_product_attention`; `forward(x, return_attention=True)` the explicit path, also returning the
+    weights, B x heads x HW x HW."""
 
     def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
                  residual: bool = True, gamma_init: float = 0.0, qk_norm: bool = False,
@@ -145,8 +132,7 @@ class SelfAttention(nn.Module):
         self.key = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
         self.value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.full((1,), float(gamma_init))) if residual else None
-        # log of the cosine-attention temperature, per head (learned on a log scale, so it stays positive)
-        self.log_temperature = (nn.Parameter(torch.full((heads,), math.log(temperature_init)))
+        self.log_temperature = (nn.Parameter(torch.full((heads,), math.log(temperature_init)))  # log: stays > 0
                                 if qk_norm else None)
         if position == "relative":
             h, w = self.size
@@ -183,8 +169,7 @@ class SelfAttention(nn.Module):
                              f"size=({x.shape[-2]}, {x.shape[-1]})")
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """B x (heads*d) x H x W -> B x heads x HW x d with stride 1 along d (SDPA's fused kernels need it):
-        a view for a channels-last map, a copy for NCHW."""
+        """B x (heads*d) x H x W -> B x heads x HW x d, stride 1 along d for SDPA's fused kernels (copies NCHW)."""
         b, c, h, w = t.shape
         t = t.reshape(b, self.heads, c // self.heads, h * w).transpose(-2, -1)
         return t if t.stride(-1) == 1 else t.contiguous()
@@ -240,21 +225,18 @@ class SelfAttention(nn.Module):
                 weights = None
         if self._captured is not None:
             self._captured.append(weights.detach())
-        # B x heads x HW x d_v -> B x C x H x W (heads concatenated along channels, as they came in)
-        context = context.transpose(-2, -1).reshape(b, c, h, w)
+        context = context.transpose(-2, -1).reshape(b, c, h, w)  # heads side by side along channels again
         out = context if self.gamma is None else self.gamma * context + x
         return (out, weights) if return_attention else out
 
 
 class AttentionPool(nn.Module):
-    """Attention pooling, B x C x H x W -> B x C: per head, one query weighs the map's pixels (in place of average
-    pooling). The query comes from the mean pixel (CLIP's ResNet `AttentionPool2d`, Radford et al. 2021), so where
-    to look can depend on what is in the image. Scores are q·k / sqrt(d_k) plus a learned bias per head and cell.
-    Each head pools its own C/heads channels with no value projection, so uniform weights are exactly average
-    pooling (the ablation). `channels` and `qk_channels` (default C) must divide by `heads`; `size` is the map's
-    (H, W); `uniform` always averages (the trained-uniform control). `forward(x, return_attention=True)` also
-    returns the weights, B x heads x HW.
-    """
+    """Attention pooling, B x C x H x W -> B x C, in place of average pooling: per head, one query from the mean
+    pixel (CLIP's ResNet `AttentionPool2d`, Radford et al. 2021) weighs the pixels, so where to look can depend on
+    the image. Scores: q·k / sqrt(d_k) plus a learned bias per head and cell. Each head pools its own C/heads
+    channels with no value projection, so uniform weights are exactly average pooling. `channels`, `qk_channels`
+    (default C) must divide by `heads`; `size` is the map's (H, W); `uniform` always averages (the trained-uniform
+    control). `forward(x, return_attention=True)` also returns the weights, B x heads x HW."""
 
     def __init__(self, channels: int, heads: int = 8, size: tuple[int, int] = (4, 4),
                  qk_channels: int | None = None, uniform: bool = False) -> None:
@@ -334,8 +316,7 @@ def score_parameters(model: nn.Module) -> tuple[set[nn.Parameter], set[nn.Parame
 
 @contextmanager
 def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Inside the block, each `SelfAttention` appends its weights (B x heads x HW x HW) to the yielded list on
-    every forward pass, via its explicit path; outputs are unchanged."""
+    """In the block each `SelfAttention` appends its B x heads x HW x HW weights to the yielded list; same outputs."""
     layers = attention_layers(model)
     captured: list[torch.Tensor] = []
     for layer in layers:
@@ -366,8 +347,6 @@ def uniform_attention(model: nn.Module, which: str = "all") -> Iterator[nn.Modul
         for layer, flag in zip(layers, before):
             layer._uniform = flag
 
-
-# --- attention weights of a model, with the size of the map each layer attended over --------------
 
 def collect_maps(model: nn.Module, images: torch.Tensor
                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]], torch.Tensor | None,
@@ -402,9 +381,8 @@ def collect_maps(model: nn.Module, images: torch.Tensor
 
 def collect_attention(model: nn.Module, images: torch.Tensor
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
-    """Run `model` (eval mode, no grad) on `images`: (logits, weights, sizes), on the CPU. `weights[i]` is
-    B x heads x HW x HW for the i-th `SelfAttention` in forward order; `sizes[i]` is its map's (H, W), smaller
-    than the image if the network downsamples first. Training modes are restored."""
+    """(logits, weights, sizes) of `model` on `images` (eval mode, no grad, then restored), on the CPU: `weights[i]`
+    B x heads x HW x HW of the i-th `SelfAttention` in forward order, `sizes[i]` its map's (H, W)."""
     if not attention_layers(model):
         raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
                          f"load a model built with attention=True")
@@ -413,15 +391,12 @@ def collect_attention(model: nn.Module, images: torch.Tensor
 
 
 def collect_pooling(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Run `model` (eval mode, no grad) on `images`: (logits, `AttentionPool` weights B x heads x HW on the CPU,
-    pooled map's (H, W)). Where the network looks for the class."""
+    """`collect_attention` for the `AttentionPool`: (logits, weights B x heads x HW, pooled map's (H, W))."""
     if not attention_pools(model):
         raise ValueError(f"{type(model).__name__} has no AttentionPool; build one with pool='attention'")
     logits, _, _, pool, size = collect_maps(model, images)
     return logits, pool, size
 
-
-# --- comparisons the notebooks draw -------------------------------------------------------------
 
 def channel_attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """The written summary's scores `Q.view(B, C, -1) @ K.view(B, C, -1).transpose(-1, -2)`, before its / sqrt(C).

@@ -19,8 +19,7 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **meta: Any) -> None:
-    """Save `model`'s weights, class, `config` and `meta` (tensors, numbers, strings, lists, dicts: what
-    weights_only loading admits); written to a temporary file and renamed, so a save is never half done."""
+    """Save `model`'s weights, class, `config` and `meta` (plain data, as weights_only loading admits) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": CHECKPOINT_FORMAT, "architecture": type(model).__name__,

@@ -26,8 +26,7 @@ DATA_DIR_ENV = "SACNN_DATA_DIR"
 REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
-# Per-channel mean and std of the training images, 0..255 units (the usual 0.4914, ... and 0.2470, ... x 255).
-# Training normalises with them rounded to 0.1 (the `mean`/`std` of what `load_cifar10` returns).
+# Per-channel mean and std of the training images in 0..255 (0.4914, ... x 255); `load_cifar10` rounds them to 0.1.
 CIFAR10_MEAN = (125.307, 122.961, 113.8575)
 CIFAR10_STD = (62.985, 62.0925, 66.708)
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -52,8 +51,7 @@ class CorruptDataError(ValueError):
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Admits only what the official batch files hold (numpy arrays, dicts, lists, numbers, strings): any other
-    global (os.system, builtins.eval, ...) is refused before it runs."""
+    """Loads only numpy arrays and plain data: any other global (os.system, eval, ...) is refused before it runs."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_GLOBALS:
@@ -132,11 +130,9 @@ _NOTED: set[Path] = set()
 class ImageSet:
     """Images and labels as whole tensors: the one container for every data set in the series.
 
-    images: N x C x H x W uint8 (0..255); labels: N int64; classes: names, `classes[label]`; source: one line
-    saying where the images came from; mean, std: per channel in 0..255 units, what the network's input is
-    normalised with (`normalise`; computed from the images when not given). Any further keyword: a tensor with
-    one row per image (the long-range task's `marks`), kept as an attribute and indexed along by `subset`.
-    """
+    images: N x C x H x W uint8 (0..255); labels: N int64; classes: names, `classes[label]`; source: where the
+    images came from; mean, std: per channel in 0..255, for `normalise` (from the images when not given). Further
+    keywords: per-image tensors kept as attributes (the long-range task's `marks`), indexed along by `subset`."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], source: str = "",
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -197,9 +193,8 @@ def _read_cifar10_folder(folder: Path, train: bool) -> ImageSet:
 
 
 def load_cifar10(root: str | os.PathLike | None = None, train: bool = True, download: bool = True) -> ImageSet:
-    """CIFAR-10's training (50,000 images) or test set (10,000) from `root`, else $SACNN_DATA_DIR, else
-    `<repo>/data`; downloaded through torchvision when missing and `download`. Offline copies whose md5 sums
-    differ from the official files are read all the same."""
+    """CIFAR-10's training (50,000 images) or test set (10,000) from `root`, else $SACNN_DATA_DIR, else `<repo>/data`;
+    downloaded through torchvision when missing and `download`. Offline copies with other md5 sums are read too."""
     root = resolve_data_dir(root)
     folder = root / CIFAR10_FOLDER
     needed = [folder / n for n in (TRAIN_FILES if train else TEST_FILES)]
@@ -236,14 +231,11 @@ LONG_RANGE_CLASSES = ["different", "same"]
 def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int = 2, min_distance: int = 8,
                     max_distance: int | None = None, num_colours: int = 6, noise: int = 24) -> ImageSet:
     """The "same colour?" task: two `mark_size` squares in palette colours on dark noise (0..`noise`), label 1
-    when their colours are the same (exactly ceil(n/2) images), 0 when not. The marks' top-left pixels are
+    when their colours are the same (exactly ceil(n/2) images), else 0. The marks' top-left pixels are
     `min_distance`..`max_distance` apart (Chebyshev), the pair drawn uniformly from all pairs that qualify.
-
-    Per-image tensors: `marks` (N x 2 x 2, each mark's top-left (y, x)), `colours` (N x 2 palette indices) and
-    `distances` (N). A stack of L 3x3 convolutions sees a pixel of both marks only if distance - mark_size + 1
-    <= 2L (`LongRangeCNN.receptive_field`): the defaults are out of reach at depth 3 (notebook 10).
-    Deterministic: one `torch.Generator` seeded with `seed`.
-    """
+    Per-image tensors: `marks` (N x 2 x 2, top-left (y, x)), `colours` (N x 2 palette indices), `distances` (N).
+    L 3x3 convs see a pixel of both marks only if distance - mark_size + 1 <= 2L (`LongRangeCNN.receptive_field`):
+    the defaults are out of reach at depth 3 (notebook 10). Deterministic: one `torch.Generator` from `seed`."""
     if n < 1:
         raise ValueError(f"n must be a positive number of images, got {n}")
     if not 2 <= num_colours <= len(LONG_RANGE_PALETTE):
@@ -285,8 +277,6 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
                     distances=(marks[:, 0] - marks[:, 1]).abs().amax(dim=1))
 
 
-# === Data sets by name, and the splits a recipe trains on ===========================================
-
 def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = True, train_size: int = 10_000,
                     test_size: int = 2_000, **params: Any) -> tuple[ImageSet, ImageSet]:
     """Notebook 10's task in memory: training images from seed 0, test images from seed 1, both normalised with
@@ -314,8 +304,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
 
 def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int | None = None,
                test_limit: int | None = None, split_seed: int = 0) -> dict[str, ImageSet]:
-    """{"train", "val", "test"}: `val_size` training images held out (the same ones every run: a fixed seed),
-    and at most `train_limit` / `test_limit` images kept."""
+    """{"train", "val", "test"}: `val_size` training images held out (same each run), `train_limit`/`test_limit` cap."""
     n = len(train)
     if not 0 <= val_size < n:
         raise ValueError(f"val_size={val_size} images held out for validation, but the training set has only "
@@ -339,12 +328,9 @@ def normalise(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
     return (x - mean) / std
 
 
-# === Augmentation as tensor operations ================================================================
-
 def draw_augmentation(n: int, translate: int = 2, flip: bool = True, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random offsets dy, dx in 0..2*translate and mirror flags for `n` images, drawn on `generator`'s device
-    (the global CPU generator when None)."""
+    """Random offsets dy, dx in 0..2*translate and mirror flags for `n` images, on `generator`'s device (else CPU)."""
     device = generator.device if generator is not None else torch.device("cpu")
     dy = dx = torch.zeros(n, dtype=torch.int64, device=device)
     if translate > 0:

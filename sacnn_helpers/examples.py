@@ -22,9 +22,8 @@ def _seeded(seed: int) -> Iterator[None]:
 
 def example_feature_map(index: int = 13, channels: int = 16, seed: int = 0
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIFAR-10 test image `index` (13 is a horse), normalised, through a seeded 3x3 conv (3 -> `channels`),
-    batch norm over the image and ReLU. Returns (image 1 x 3 x 32 x 32 in [0, 1], features 1 x channels x 32 x 32),
-    the same on every call; the caller's random state is untouched."""
+    """(image 1 x 3 x 32 x 32 in [0, 1], features 1 x channels x 32 x 32): CIFAR-10 test image `index` (13: a horse),
+    normalised, through a seeded 3x3 conv, batch norm and ReLU; the same every call, random state untouched."""
     image = load_cifar10(train=False)[index][0].unsqueeze(0)
     # the statistics are in 0..255 units, the image in 0..1 (divided in float64: exactly 0.4914, ...)
     mean = torch.tensor([m / 255 for m in CIFAR10_MEAN]).view(1, 3, 1, 1)

@@ -1,12 +1,6 @@
-"""Check cells for the notebooks' exercises: say whether an answer is right, without showing the answer.
-
-    check("08.1", row_of_3_6)                  # a value the learner works out
-    check("04.3", my_layer(x), x)              # a function the learner writes, compared on given inputs
-
-Each exercise has an entry in EXPECTED: a function that computes the expected value (from the inputs the
-check cell passes, if any). The check cell names the exercise, never the answer, so reading the cell does
-not give the answer away (reading this file does: it is here for teachers).
-"""
+"""Check cells for the notebooks' exercises: `check("08.1", answer)` or `check("04.3", my_layer(x), x)` says whether
+an answer is right. EXPECTED maps each exercise to a function (of the cell's inputs, if any) that computes the answer,
+so a check cell names the exercise, never the answer (this file gives the answers away: it is for teachers)."""
 from __future__ import annotations
 
 import math
@@ -27,8 +21,7 @@ TOLERANCE: dict[str, float] = {}  # how far off an answer may be, for the exerci
 
 
 def exercise(key: str, atol: float | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: the function computes the expected answer of exercise `key` ("NN.k": notebook, number);
-    `atol`: the accepted distance from it (default 1e-4)."""
+    """Decorator: the function computes exercise `key`'s answer ("NN.k"); `atol`: accepted distance (default 1e-4)."""
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         EXPECTED[key] = fn
         if atol is not None:
@@ -75,11 +68,8 @@ def _same(answer: Any, expected: Any, atol: float) -> tuple[bool, str]:
 
 
 def check(key: str, answer: Any, *inputs: Any, atol: float | None = None) -> None:
-    """Print whether `answer` to exercise `key` is right ("correct" or "not yet (hint)").
-
-    `inputs` are passed to the exercise's expected-value function (for exercises where the learner writes
-    a function and the check cell runs it on some inputs). An answer still None prints a reminder.
-    """
+    """Print whether `answer` to exercise `key` is right ("correct" or "not yet (hint)"); `inputs` go to the
+    expected-value function (when the learner writes a function). An answer still None prints a reminder."""
     if key not in EXPECTED:
         raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(EXPECTED))}")
     if answer is None:
@@ -92,13 +82,11 @@ def check(key: str, answer: Any, *inputs: Any, atol: float | None = None) -> Non
     print(f"exercise {key}: {'correct' if ok else 'not yet (' + hint + ')'}")
 
 
-# === The expected answers, notebook by notebook (each notebook's lines are edited with that notebook) ===
-# Answers worked out by hand: the expression is the working.
+# === The expected answers, notebook by notebook. Worked out by hand: the expression is the working ===
 EXPECTED.update({
     "00.1": lambda: 50_000 * 3 * 32 * 32,  # uint8 training images: one byte per number
     "00.2": lambda: 256 * 1 * (32 * 32) ** 2 * 4 / 2**20,  # MiB of float32 B x heads x HW x HW weights
-    # a sum of N products with a non-zero mean grows like N: 128*128 / (32*32) = 16; the solution measures
-    # 14.37 / 0.98 = 14.7, so any int from 14 to 18 passes
+    # a sum of N products with non-zero mean grows like N: 128*128 / (32*32) = 16; measured 14.7: 14..18 pass
     "01.3": lambda: 16,
     "02.1": lambda: math.log(32 * 32 - 1),  # e^s / (e^s + 1023) = 1/2
     "02.3": lambda row: torch.softmax(row, dim=-1),

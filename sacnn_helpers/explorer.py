@@ -20,19 +20,16 @@ if TYPE_CHECKING:
 class AttentionExplorer:
     """Sliders, a click and a toggle over (image, query pixel, head, layer) redrawing one figure in place.
 
-    One row per network: the image with the query's cell boxed, the query's H x W map, and the overlay. A query
-    is an attention-map pixel, one row of the HW x HW matrix; clicking the picture picks the pixel under the
-    mouse. "where all queries look" shows each key's mean weight over all queries (a column mean). A view's maps
-    share one x-uniform scale: the largest peak shown, at least 2, so a flat map looks flat. The figure is built
-    once; an update calls `set_data` and renders a PNG into an `ipywidgets.Image` (clicks via `ipyevents`).
-    An `AttentionPool` head is the last "layer": one map per head (its one query is the image's mean pixel).
+    One row per network: the image with the query's cell boxed, the query's H x W map (one row of the HW x HW
+    matrix) and the overlay; a click picks the map pixel under the mouse; "where all queries look" shows each key's
+    mean weight (a column mean). A view's maps share one x-uniform scale: the largest peak, at least 2, so a flat
+    map looks flat. An update calls `set_data` and renders a PNG into an `ipywidgets.Image` (clicks: `ipyevents`).
+    An `AttentionPool` is the last "layer": one map per head (its one query is the image's mean pixel).
 
-    `models`: a network with a `SelfAttention` or `AttentionPool`, or {name: network} (the first sets the
-    sliders). `images`: N x C x H x W as the models take them; `display_images`: for showing (uint8 or 0..1).
-    `labels`, `class_names`: true classes and their names, optional. `vmax`: one fixed scale top for every view.
-    `replays`: {name: meta["replay"]} written by `fit`, for an epoch slider from 0 (untrained). Only the first
-    few test images have snapshots, so pass test images from index 0; the rest show the trained network.
-    """
+    `models`: a network with a `SelfAttention` or `AttentionPool`, or {name: network} (the first sets the sliders).
+    `images`: N x C x H x W as the models take them; `display_images`: for showing (uint8 or 0..1). `labels`,
+    `class_names`: optional. `vmax`: one fixed scale top. `replays`: {name: meta["replay"]} from `fit`, for an epoch
+    slider from 0 (untrained); only the first few test images have snapshots, so pass test images from index 0."""
 
     def __init__(self, models: nn.Module | dict[str, nn.Module], images: torch.Tensor,
                  display_images: torch.Tensor | None = None, labels: Sequence[int] | torch.Tensor | None = None,
@@ -151,8 +148,7 @@ class AttentionExplorer:
 
     def update(self, index: int = 0, y: int = 0, x: int = 0, head: int = 0, layer: int = 0,
                all_queries: bool = False, epoch: int | None = None) -> bytes:
-        """Show image `index`, query (y, x) or all queries, `head` of `layer`, for every network after `epoch`
-        epochs (None: trained); returns the PNG."""
+        """Draw image `index`, query (y, x) or all, `head` of `layer` after `epoch` epochs (None: trained) as a PNG."""
         if epoch is not None and epoch not in self.epochs:
             raise ValueError(f"epoch {epoch} has no snapshot; the replays hold epochs {self.epochs}")
         if not 0 <= layer < len(self.sizes):

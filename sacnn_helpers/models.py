@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 
 
 class ReportsAttention:
-    """What `fit` logs each epoch: `attention_report` (per-layer parameters and map statistics on probe images;
-    [] without attention) and the maps of a few fixed test images (`epoch_snapshot`)."""
+    """What `fit` logs each epoch: `attention_report` on probe images and the maps of a few fixed test images."""
 
     def epoch_report(self, probe: torch.Tensor) -> list[dict[str, Any]]:
         return attention_report(self, probe)
@@ -29,12 +28,10 @@ class ReportsAttention:
 
 
 class CNNWithSelfAttention(ReportsAttention, nn.Module):
-    """The written summary's network: attention over pixels (not channels) with a residual gate.
-
-    conv 3->64, ReLU, SelfAttention(64), conv 64->128, ReLU, flatten, Linear(128*32*32); convs 3x3, padding 1.
-    Attention at full 32x32 resolution: 1,024 tokens, a 1,024 x 1,024 matrix per image and head.
-    `attention=False` swaps it for `nn.Identity`; `heads`, `qk_channels`, `residual` go to `SelfAttention`;
-    `image_size` (square images) sets the Linear layer's width."""
+    """The written summary's network, attention over pixels (not channels) with a residual gate: conv 3->64, ReLU,
+    SelfAttention(64), conv 64->128, ReLU, flatten, Linear(128*32*32); convs 3x3, padding 1. Attention at full 32x32:
+    a 1,024 x 1,024 matrix per image and head. `attention=False` swaps it for `nn.Identity`; `heads`, `qk_channels`,
+    `residual` go to `SelfAttention`; `image_size` (square images) sets the Linear layer's width."""
 
     def __init__(self, num_classes: int = 10, attention: bool = True, heads: int = 1,
                  qk_channels: int | None = None, residual: bool = True, in_channels: int = 3,
@@ -77,15 +74,11 @@ class AttentionCNN(ReportsAttention, nn.Module):
     Each stage, conv 3x3 -> max-pool 2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU (the block of Keller
     Jordan's cifar10-airbench), halves the map: 32 -> 16 -> 8 -> 4. A residual `SelfAttention` follows each stage
     in `attention_at` (1-based): after stage 2 it sees 8 x 8 = 64 tokens, a 64 x 64 matrix instead of 1,024 x 1,024.
-    The head pools each channel over the map (`pool`) into one small Linear layer.
-
-    `widths`: channels of each stage (its length is the number of stages); `attention=False` leaves attention out.
-    `heads`, `qk_channels`, `gamma_init`, `qk_norm`, `temperature_init`, `position` go to `SelfAttention`;
-    `image_size` sizes its relative-position table. `replace_conv`: attention replaces the stage's second conv
-    (BoTNet, Srinivas et al. 2021), so it, not a conv, mixes that stage's pixels. `uniform_attention`: every map
-    (and the attention pool) fixed to uniform, the control for whether *where* it looks matters.
-    `pool`: "max", "avg" or "attention" (an `AttentionPool` of `pool_heads` heads; uniform weights give "avg").
-    """
+    `widths`: channels per stage (its length is the number of stages). `heads`, `qk_channels`, `gamma_init`,
+    `qk_norm`, `temperature_init`, `position` go to `SelfAttention`; `image_size` sizes its position table.
+    `replace_conv`: attention replaces the stage's second conv (BoTNet, Srinivas et al. 2021). `uniform_attention`:
+    every map (and the pool) fixed to uniform, the control for whether *where* it looks matters. `pool`: "max",
+    "avg" or "attention" (an `AttentionPool` of `pool_heads` heads; uniform weights give "avg"), then one Linear."""
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (32, 64, 128),
                  attention: bool = True, attention_at: list[int] | tuple[int, ...] = (2,), heads: int = 1,
@@ -142,13 +135,11 @@ class AttentionCNN(ReportsAttention, nn.Module):
 class LongRangeCNN(ReportsAttention, nn.Module):
     """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 10).
 
-    `depth` blocks of conv 3x3 -> BatchNorm -> ReLU, `width` channels, keep the image size (any size works);
-    the residual attention layer follows block `attention_after` (1-based). The head pools each channel over
-    the map into one Linear layer, so without attention the output is a sum of features that each see only
-    `receptive_field` pixels. `num_classes` is 2 for the "same colour?" task.
-    `gamma_init` is 1.0, not SAGAN's 0: with the SGD recipe a gate from 0 stayed off (50% after 6 epochs);
-    from 1 it solves the task in 2-3 epochs (notebook 10). `pool`: "mean" adds one score per mark; "max" asks
-    "is this colour anywhere?", which solves the task without seeing both marks at once."""
+    `depth` blocks of conv 3x3 -> BatchNorm -> ReLU, `width` channels, any image size; the residual attention layer
+    follows block `attention_after` (1-based). The head pools each channel into one Linear layer, so without
+    attention the output is a sum of features that each see only `receptive_field` pixels. `gamma_init` is 1.0,
+    not SAGAN's 0: with the SGD recipe a gate from 0 stayed off (50% after 6 epochs), from 1 it solves the task in
+    2-3 epochs. `pool`: "mean" adds a score per mark; "max" ("is this colour anywhere?") needs one mark at a time."""
 
     def __init__(self, num_classes: int = 2, depth: int = 3, width: int = 32, attention: bool = True,
                  attention_after: int = 1, heads: int = 1, qk_channels: int | None = None,
@@ -198,14 +189,11 @@ def init_whitening_conv(layer: nn.Conv2d, images: torch.Tensor, eps: float = 5e-
 
 
 class Airbench94Net(ReportsAttention, nn.Sequential):
-    """airbench94's network, layer for layer, with an optional `SelfAttention` after group `attention_after`.
-
-    A frozen 2x2 whitening conv (trained bias; 32 -> 31), GELU, three conv groups of `widths` channels
+    """airbench94's network, layer for layer, with an optional `SelfAttention` after group `attention_after`:
+    a frozen 2x2 whitening conv (trained bias; 32 -> 31), GELU, three conv groups of `widths` channels
     (31 -> 15 -> 7 -> 3), max-pool 3, a bias-free Linear, logits times 1/9. With `attention=False` it is
     `make_net94()` module for module (same names, same weights per seed); attention (after group 2: the 7 x 7
-    map) is built last to keep those weights.
-    `speedrun.train94` trains it as airbench94 does.
-    """
+    map) is built last to keep those weights. `speedrun.train94` trains it as airbench94 does."""
 
     def __init__(self, num_classes: int = 10, widths: list[int] | tuple[int, ...] = (64, 256, 256),
                  batchnorm_momentum: float = 0.6, scaling_factor: float = 1 / 9, attention: bool = True,
@@ -259,8 +247,7 @@ def build_model(architecture: str, **config: Any) -> nn.Module:
 
 def build_recipe_model(recipe: Recipe, train: ImageSet | None = None, model: str | None = None,
                        **overrides: Any) -> nn.Module:
-    """Build the recipe's model (or class `model`, with its defaults), with `num_classes`, `in_channels` and
-    `image_size` taken from `train` if given. `overrides` win over both."""
+    """The recipe's model (or class `model` with its defaults), sized for `train` if given; `overrides` win."""
     name = model or recipe.model
     config = dict(recipe.model_config) if name == recipe.model else {}
     if train is not None:

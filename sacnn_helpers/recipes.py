@@ -18,10 +18,9 @@ SMOKE_SIZES: dict[str, Any] = dict(train_limit=1024, test_limit=256, batch_size=
 
 @dataclass(frozen=True)
 class Recipe:
-    """A training preset for one data set. SGD with Nesterov momentum; weight decay on conv/linear weights only
-    (not BatchNorm, biases, `gamma`, nor query/key weights unless `qk_weight_decay`); lr rises linearly over the
-    first `warmup` of steps, then falls linearly to 0. Augmentation: shifts up to `translate` pixels and flips, on
-    uint8 batches on the device. `amp`: bf16 autocast, None = CUDA only; `channels_last`: `runtime.memory_format`."""
+    """A training preset for one data set: SGD-Nesterov, weight decay on conv/linear weights only (not BatchNorm,
+    biases, `gamma`, nor query/key weights unless `qk_weight_decay`), lr up linearly over the first `warmup` of steps,
+    then down to 0; shifts up to `translate` pixels and flips. `amp`: bf16 autocast, None = CUDA only."""
 
     name: str
     dataset: str = "cifar10"
@@ -118,11 +117,9 @@ def get_recipe(name: str, dataset: str = "cifar10", **changes: Any) -> Recipe:
 
 
 def choose_recipe(device: torch.device, dataset: str = "cifar10") -> Recipe:
-    """The recipe a notebook trains with on `device`: `gpu` on CUDA where `dataset` has one, else `cpu`.
-
-    $SACNN_RECIPE forces one on any device (`SACNN_RECIPE=gpu`: how tests run GPU branches on a CPU); a data set
-    without it chooses by device, an unknown name is an error. In a smoke run ($SACNN_SMOKE) `smoke` stands for
-    `cpu`, and other recipes shrink to `SMOKE_SIZES`."""
+    """The recipe a notebook trains with on `device`: `gpu` on CUDA where `dataset` has one, else `cpu`. $SACNN_RECIPE
+    forces one on any device (`SACNN_RECIPE=gpu`: how tests run GPU branches on a CPU) unless `dataset` lacks it; an
+    unknown name is an error. In a smoke run `smoke` stands for `cpu`, and other recipes shrink to `SMOKE_SIZES`."""
     ours = RECIPES.get(dataset, {})
     forced = os.environ.get(RECIPE_ENV)
     if forced and not any(forced in by_name for by_name in RECIPES.values()):

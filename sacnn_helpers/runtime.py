@@ -79,14 +79,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_backends(device: torch.device, tf32: bool = True, deterministic: bool = False) -> None:
-    """GPU switches for a run; each call sets every switch, so a later call undoes an earlier one.
-
-    tf32: CUDA float32 matmuls and convolutions use TensorFloat-32 (10-bit mantissa, much faster on Ampere+).
-    deterministic: CUDA runs repeat bit for bit, maybe slower. Without it cuDNN times algorithms
-    (`cudnn.benchmark`) and some backward kernels sum with atomic adds in varying order; with it, fixed
-    algorithms, a fixed cuBLAS workspace, and an error for ops with no deterministic version. CPU runs repeat
-    for the same thread count either way. cuBLAS reads $CUBLAS_WORKSPACE_CONFIG at its first workspace, so
-    `import sacnn_helpers` sets it when unset."""
+    """GPU switches for a run; each call sets every switch, so a later call undoes an earlier one. tf32: CUDA float32
+    matmuls and convolutions use TensorFloat-32 (10-bit mantissa, much faster on Ampere+). deterministic: CUDA runs
+    repeat bit for bit, maybe slower: no algorithm timing (`cudnn.benchmark`) nor atomic-add backward kernels, a fixed
+    cuBLAS workspace, an error for ops with no deterministic version. CPU runs repeat for the same thread count either
+    way. cuBLAS reads $CUBLAS_WORKSPACE_CONFIG once, so `import sacnn_helpers` sets it when unset."""
     if device.type == "cuda":
         if deterministic and os.environ.get(CUBLAS_ENV) not in (CUBLAS_DETERMINISTIC, ":16:8"):
             raise RuntimeError(f"a deterministic CUDA run needs ${CUBLAS_ENV}={CUBLAS_DETERMINISTIC} before CUDA "
@@ -112,8 +109,7 @@ def rank() -> int:
 
 
 def init_distributed(device_name: str = "auto") -> torch.device:
-    """Join torchrun's process group (NCCL on cuda:LOCAL_RANK, or gloo on the CPU) and return this process's
-    device; outside torchrun, just `get_device(device_name)`."""
+    """This process's device, after joining torchrun's process group if any (NCCL on cuda:LOCAL_RANK, gloo on CPU)."""
     device = get_device(device_name)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "LOCAL_RANK" not in os.environ:  # not torchrun, or 1 process
         return device

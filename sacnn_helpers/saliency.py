@@ -1,16 +1,14 @@
-"""Attention against other explanations (notebook 09): three ways to rank the cells of the attention layer's
-map by how much the prediction should depend on them, and the deletion/insertion test that scores a ranking.
+"""Attention against other explanations (notebook 09): three ways to rank the cells of the attention layer's map by
+how much the prediction should depend on them, and the deletion/insertion test that scores a ranking.
 
 - `attention_received`: the weight each key cell receives, averaged over all query cells;
-- `grad_cam`: Grad-CAM (Selvaraju et al. 2017) at the attention layer's output. Where the gradient-weighted sum
-  of the channels is negative in every cell, the ReLU leaves an *empty* map that ranks nothing, so rankings are
-  compared on the images where Grad-CAM is not empty (`saliency_areas`, `summarise_areas(..., where=...)`);
+- `grad_cam`: Grad-CAM (Selvaraju et al. 2017) at the attention layer's output. Where the gradient-weighted sum of
+  the channels is negative everywhere, the ReLU leaves an *empty* map that ranks nothing, so rankings are compared
+  on the images where Grad-CAM is not empty (`saliency_areas`, `summarise_areas(..., where=...)`);
 - `input_x_gradient`: |input x gradient of the predicted logit|, summed over colours and over each cell's patch.
-
-`deletion_insertion` is the causal test of Petsiuk et al. 2018 (RISE): hide the most important cells first
-(a good ranking makes the predicted probability fall fast: small area) or reveal them on a blank image (it
-rises fast: large area). Hidden pixels are 0, the mean of normalised images; a random order is the baseline.
-"""
+`deletion_insertion` is the causal test of Petsiuk et al. 2018 (RISE): hide the most important cells first (a good
+ranking makes the predicted probability fall fast: small area) or reveal them on a blank image (it rises fast: large
+area). Hidden pixels are 0, the mean of normalised images; a random order is the baseline."""
 from __future__ import annotations
 
 from typing import Callable
@@ -32,8 +30,7 @@ def _check(model: nn.Module) -> nn.Module:
 
 
 def attention_received(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """B x h x w: the weight each key cell of the first attention layer receives, averaged over all query
-    cells and heads (sums to 1 per image). On the CPU."""
+    """B x h x w (CPU, sum 1): the weight each key cell of the first attention layer gets, mean over queries, heads."""
     _, weights, sizes = collect_attention(model, images)
     h, w = sizes[0]
     return weights[0].float().mean(dim=(1, 2)).reshape(-1, h, w)
@@ -64,9 +61,8 @@ def _predicted_logit_gradient(model: nn.Module, images: torch.Tensor, hook_layer
 
 def grad_cam(model: nn.Module, images: torch.Tensor, return_empty: bool = False
              ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """B x h x w Grad-CAM maps (sum 1) at the first attention layer's output for each image's predicted class,
-    on the CPU. An empty map (all zero after the ReLU) comes back uniform; `return_empty=True` also returns
-    which images (a bool tensor of B)."""
+    """B x h x w Grad-CAM maps (CPU, sum 1) at the first attention layer's output for each image's predicted class;
+    an empty map (all zero after the ReLU) comes back uniform, and `return_empty=True` also returns which (bool B)."""
     layer = _check(model)
     _, features, grads = _predicted_logit_gradient(model, images, layer)
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * features).sum(1)).float().cpu()  # B x h x w
@@ -143,8 +139,7 @@ def saliency_areas(model: nn.Module, images: torch.Tensor, steps: int = 16, seed
 
 def summarise_areas(areas: dict[str, dict[str, torch.Tensor]], where: torch.Tensor | None = None
                     ) -> dict[str, dict[str, float]]:
-    """Mean and 95 % half-width over images of each ranking's areas (`saliency_areas`), on the images
-    where the bool mask `where` is True (default: all)."""
+    """Mean and 95 % half-width over images of each ranking's `saliency_areas`, where the bool mask `where` is True."""
     table = {}
     for name, kinds in areas.items():
         table[name] = {}

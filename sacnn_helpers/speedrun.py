@@ -1,13 +1,10 @@
-"""The `gpu` recipe: airbench94's training (Keller Jordan, github.com/KellerJordan/cifar10-airbench; the PyPI
-package `airbench` 0.1.8), 94 % on CIFAR-10 in about 4 s on an A100, run on any device.
-
-What decides the result is airbench's: its hyperparameters (`hyp`), network layers, loader iteration and
-lookahead are imported; the trainer below follows its `train` line for line (decoupled lr and weight decay,
-BatchNorm biases at 64x lr, the 0.2 -> 1 -> 0.07 schedule, lookahead every 5 steps, the whitening bias trained
-for 3 epochs, TTA level 2). Ours: the attention layer with its score parameters in their own group (10x lr, no
-decay), the seed reset before the first batch (runs with and without attention see the same batches), and
-float32 on the CPU and MPS where airbench needs CUDA. `tests/test_speedrun.py` checks it against airbench.
-"""
+"""The `gpu` recipe: airbench94's training (Keller Jordan, github.com/KellerJordan/cifar10-airbench; PyPI `airbench`
+0.1.8), 94 % on CIFAR-10 in about 4 s on an A100, run on any device. What decides the result is airbench's: its
+hyperparameters (`hyp`), network layers, loader iteration and lookahead are imported, and the trainer below follows
+its `train` line for line (decoupled lr and weight decay, BatchNorm biases at 64x lr, the 0.2 -> 1 -> 0.07 schedule,
+lookahead every 5 steps, the whitening bias trained for 3 epochs, TTA level 2). Ours: the attention layer's score
+parameters in their own group (10x lr, no decay), the seed reset before the first batch (runs with and without
+attention see the same batches), and float32 on the CPU and MPS. `tests/test_speedrun.py` checks it against airbench."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,10 +29,8 @@ if TYPE_CHECKING:
     from .data import ImageSet
     from .recipes import Recipe
 
-# airbench94's hyperparameters, its own dict: lr and weight decay decoupled, per 1,024 examples
-HYP: dict[str, Any] = hyp
-# airbench's normalisation constants, in 0..1: the package's CIFAR-10 mean and std (0..255 units) / 255, which are
-# exactly airbench's (0.4914, 0.4822, 0.4465) and (0.2470, 0.2435, 0.2616)
+HYP: dict[str, Any] = hyp  # airbench94's own dict: lr and weight decay decoupled, per 1,024 examples
+# in 0..1: our CIFAR-10 mean and std / 255, exactly airbench's (0.4914, 0.4822, 0.4465) and (0.2470, 0.2435, 0.2616)
 MEAN_01, STD_01 = [m / 255 for m in CIFAR10_MEAN], [s / 255 for s in CIFAR10_STD]
 
 
@@ -81,9 +76,8 @@ def to_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 class Loader(CifarLoader):
-    """airbench's `CifarLoader` for training (its `__iter__`: normalise once, flip each image at random once,
-    pad; then per epoch a random crop of each, all mirrored on odd epochs, shuffled, full batches only), fed
-    from tensors already on any device instead of its own file on CUDA."""
+    """airbench's `CifarLoader` (its `__iter__`: normalise, flip each image at random and pad once; per epoch a random
+    crop of each, all mirrored on odd epochs, shuffled, full batches only), fed from tensors on any device."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int = 2,
                  flip: bool = True) -> None:
@@ -96,8 +90,6 @@ class Loader(CifarLoader):
         """airbench's normalisation of 0..1 images, in their own dtype (what its torchvision `Normalize` does)."""
         return normalise(images, MEAN_01, STD_01)
 
-
-# --- training ---------------------------------------------------------------------------------------
 
 def make_optimizer(model: nn.Module, batch_size: int, lr: float, momentum: float, weight_decay: float,
                    bias_scaler: float, attention_lr_scale: float = 10.0) -> torch.optim.SGD:
@@ -186,15 +178,12 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
                    progress: bool = True, epoch_end: Callable[[nn.Module, torch.Tensor], dict[str, Any]] | None = None
                    ) -> tuple[list[dict[str, Any]], float, float, dict[str, Any]]:
     """What `fit` runs for the `gpu` recipe: airbench94's training of `model` (an `Airbench94Net`) on all of
-    `data["train"]`, scored on `data["test"]` with test-time augmentation level 2. The global generator is
-    reset from `seed` before the first batch, so runs with and without attention see the same batches.
-    `epoch_end(model, probe)`: what `fit` logs after every epoch, on 256 normalised training images.
-
-    Uses the recipe's `lr`, `momentum`, `weight_decay` (airbench's decoupled values), `warmup` (where the
-    schedule peaks), `label_smoothing`, `batch_size`, `epochs`, `translate`, `flip` and `attention_lr_scale`;
-    refuses the switches of `fit`'s own loop. Returns (history, test loss, test accuracy, the result's
-    airbench-specific entries); the model is left in float32, in eval mode.
-    """
+    `data["train"]`, scored on `data["test"]` with TTA level 2. The global generator is reset from `seed` before the
+    first batch, so runs with and without attention see the same batches. `epoch_end(model, probe)`: what `fit` logs
+    after every epoch, on 256 normalised training images. Uses the recipe's `lr`, `momentum`, `weight_decay`
+    (airbench's decoupled values), `warmup` (where the schedule peaks), `label_smoothing`, `batch_size`, `epochs`,
+    `translate`, `flip`, `attention_lr_scale`, and refuses `fit`'s own switches. Returns (history, test loss, test
+    accuracy, airbench-specific result entries); the model is left in float32, in eval mode."""
     if runtime.world_size() > 1:
         raise RuntimeError("the gpu recipe (airbench94's training) runs in one process; launch it without torchrun")
     if not isinstance(model, Airbench94Net):

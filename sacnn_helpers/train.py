@@ -4,9 +4,7 @@
     python -m sacnn_helpers.train --recipe cpu --no-attention --seed 1
     python -m sacnn_helpers.train --recipe smoke            # seconds: checks that everything runs
     torchrun --standalone --nproc_per_node=2 -m sacnn_helpers.train --recipe gpu   # one model, 2 GPUs
-
-Progress goes to stderr, a summary to stdout (--out writes the result as JSON). Exit code 2: bad flags or missing data.
-"""
+Progress goes to stderr, a summary to stdout (--out: the result as JSON). Exit code 2: bad flags or missing data."""
 from __future__ import annotations
 
 import argparse
@@ -83,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     code 2 (SystemExit). Under torchrun every process runs this; only process 0 prints and writes files."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # torch and the training code load only now, after the flags are read
-    from . import runtime
+    from . import runtime  # torch and the training code load only now, after the flags are read
     from .checkpoints import CheckpointError
     from .data import DATASETS, load_recipe_data
     from .models import MODELS, build_recipe_model

@@ -40,9 +40,8 @@ def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> fl
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """SGD-Nesterov with weight decay on conv and linear weights only: never on BatchNorm, biases, `gamma`, the
-    temperature or the position table (biases, though 2-D); on query/key weights unless `recipe.qk_weight_decay`
-    is False. The score parameters (query/key, temperature, position table) get `recipe.attention_lr_scale` x lr,
-    through their group's `lr_scale`."""
+    temperature or the (2-D) position table; on query/key weights unless `recipe.qk_weight_decay` is False. The score
+    parameters (query/key, temperature, position table) get `recipe.attention_lr_scale` x lr via their `lr_scale`."""
     qk, never_decayed = score_parameters(model)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
@@ -89,8 +88,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             correct += (logits.argmax(1) == y).sum()
     finally:
         model.train(was_training)
-    # the one read-back: Python numbers on the host
-    return (runtime.all_reduce_sum(loss_sum).item() / len(labels),
+    return (runtime.all_reduce_sum(loss_sum).item() / len(labels),  # the one read-back to the host
             runtime.all_reduce_sum(correct).item() / len(labels))
 
 
@@ -98,19 +96,16 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: d
                     recipe: Recipe, epoch: int, total_steps: int, seed: int, amp: bool = False,
                     progress: bool = True, eager: nn.Module | None = None) -> dict[str, float]:
     """One pass over the training images in a seeded order; returns loss, accuracy, lr, seconds, images/s.
-
-    `train` holds device tensors: uint8 `images`, `labels`, `mean`/`std` (C x 1 x 1). Each step takes the next
-    global batch of one permutation (each torchrun process its share), augments, normalises and takes an SGD
-    step at the schedule's lr. Loss and accuracy are read back only every `recipe.log_every` steps, so the GPU
-    never waits for the host. `eager`: the uncompiled model, for a short last batch (one shape when compiled).
-    """
+    `train` holds device tensors: uint8 `images`, `labels`, `mean`/`std` (C x 1 x 1). Each global batch of one
+    permutation (each torchrun process its share) is augmented, normalised and stepped at the schedule's lr. Loss and
+    accuracy are read back every `recipe.log_every` steps only, so the GPU never waits for the host. `eager`: the
+    uncompiled model, for a short last batch (one shape when compiled)."""
     from tqdm.auto import tqdm
     device = train["images"].device
     world, rank = runtime.world_size(), runtime.rank()
     n, batch = len(train["labels"]), recipe.batch_size
     steps = math.ceil(n / batch)
-    # Every epoch has its own seed, so a resumed run continues exactly as an unbroken one; the order is
-    # drawn on the CPU (the same on every process), augmentation on the training device.
+    # a seed per epoch: a resumed run repeats an unbroken one; order on the CPU (same on every process)
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     torch.manual_seed(seed * 100_003 + epoch)  # dropout and other random layers
     order = torch.randperm(n, generator=gen).to(device)
@@ -137,8 +132,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: d
         with _autocast(device, amp):
             logits = net(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-        # DDP averages gradients over processes; scaling by (share / global batch) x processes makes that
-        # average the gradient of the mean loss over the whole global batch, even when shares differ
+        # DDP averages gradients: scaling by share / global batch x processes gives the global mean loss's gradient
         scale = len(y) * world / len(idx)
         optimizer.zero_grad(set_to_none=True)
         (loss * scale if scale != 1 else loss).backward()
@@ -181,16 +175,13 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
         force: bool = False, progress: bool | str = True) -> dict[str, Any]:
     """Train `model` on `data` ({"train", "val", "test"}) with `recipe`; returns the result (a dict).
 
-    Adds to `train_one_epoch`: the schedule over all epochs; after every epoch, validation and a history row
-    (losses, accuracies, seconds, `gamma`s, the model's `epoch_report`) and the maps of the first
-    `REPLAY_IMAGES` test images (`replay`, for the explorer's epoch slider); the test set, scored once at the
-    end. With `checkpoint`, a save after every epoch: an interrupted run resumes, a finished one is reused
-    unless `force`. Under torchrun, DistributedDataParallel with the same global batch, schedule and seed.
-    A model with `fit_to_data` (a whitening layer) is set from 5,000 training images first.
-
-    `progress`: True a bar per epoch, "lines" one line per epoch (for a log file), False nothing. The model stays
-    on `device`, in eval mode. `train_seconds` counts training and validation of every epoch, resumed ones too.
-    """
+    Adds to `train_one_epoch`: the schedule over all epochs; after every epoch, validation, a history row (losses,
+    accuracies, seconds, `gamma`s, the model's `epoch_report`) and the maps of the first `REPLAY_IMAGES` test images
+    (`replay`, for the explorer's epoch slider); the test set, scored once at the end. With `checkpoint`, a save
+    after every epoch: an interrupted run resumes, a finished one is reused unless `force`. Under torchrun,
+    DistributedDataParallel with the same global batch, schedule and seed. A model with `fit_to_data` (a whitening
+    layer) is set from 5,000 training images first. `progress`: True a bar per epoch, "lines" a line per epoch, False
+    nothing. The model stays on `device`, in eval mode. `train_seconds`: training and validation, resumed epochs too."""
     device = runtime.get_device(device)
     recipe = replace(recipe, epochs=recipe.epochs if epochs is None else epochs)
     amp = runtime.use_amp(device, recipe.amp)
@@ -271,8 +262,7 @@ def _replay(model: nn.Module, test: ImageSet, train: ImageSet, device: torch.dev
 
 
 def _attention_log(model: nn.Module, probe: torch.Tensor) -> dict[str, Any]:
-    """What both trainers log after every epoch: each layer's `gamma`, and (process 0) the model's
-    `epoch_report` on the normalised `probe` images, when it has one."""
+    """What both trainers log after every epoch: `gamma`s and (process 0) `epoch_report` on the normalised `probe`."""
     row: dict[str, Any] = dict(gammas=attention_gammas(model))
     if runtime.rank() == 0 and hasattr(model, "epoch_report"):
         row["attention"] = model.epoch_report(probe)
@@ -293,8 +283,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 
 def _step_models(model: nn.Module, device: torch.device, recipe: Recipe) -> tuple[nn.Module, nn.Module | None]:
-    """(the module that takes steps: DDP-wrapped under torchrun, compiled if the recipe says so; the uncompiled
-    one for a short last batch, or None)."""
+    """(stepping model: DDP under torchrun, compiled if asked; the uncompiled one for a short last batch, or None)."""
     step_model = model
     if runtime.world_size() > 1:
         step_model = nn.parallel.DistributedDataParallel(

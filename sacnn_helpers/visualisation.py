@@ -20,10 +20,9 @@ def show_heatmaps(matrices: torch.Tensor | np.ndarray, xlabel: str = "keys", yla
                   figsize: tuple[float, float] | None = None, cmap: str = "Reds",
                   colorbar: bool = True, vmin: float | None = None, vmax: float | None = None,
                   label: str = "") -> tuple[Figure, np.ndarray]:
-    """A grid of heatmaps (after d2l's `show_heatmaps`) on ONE colour scale; returns (figure, axes).
-
-    `matrices`: (rows, cols, n, m), (cols, n, m) or (n, m), on any device. `titles` labels the first row (a list
-    of lists: every panel). All panels share `vmin`..`vmax` (default: the data's range) and one colour bar (`label`)."""
+    """A grid of heatmaps (after d2l's `show_heatmaps`) on ONE colour scale; returns (figure, axes). `matrices`:
+    (rows, cols, n, m), (cols, n, m) or (n, m), on any device. `titles` labels the first row (a list of lists: every
+    panel). All panels share `vmin`..`vmax` (default: the data's range) and one colour bar (`label`)."""
     m = torch.as_tensor(matrices).detach().float().cpu()
     if m.dim() < 2 or m.dim() > 4:
         raise ValueError(f"show_heatmaps expects 2-D to 4-D matrices (rows x cols x n x m), got shape "
@@ -144,19 +143,15 @@ def shared_scale(weights: torch.Tensor | Sequence[torch.Tensor], at_least: float
 UNIFORM_LABEL = "weight × H·W  (1 = uniform)"
 
 
-# --- static pictures -----------------------------------------------------------------------------
-
 def _box(ax: Axes, top: float, left: float, h: float, w: float, width: float = 2) -> None:
     ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="cyan", linewidth=width))
 
 
 def plot_query(ax_image: Axes, ax_map: Axes, ax_overlay: Axes, image: torch.Tensor, weights: torch.Tensor,
                y: int, x: int, map_size: tuple[int, int], title: str = "", vmax: float | None = None):
-    """Draw one query pixel into three axes: the image with its cell marked, its H x W map, the overlay.
-
-    image: C x H x W; weights: HW x HW of one image and head; (y, x): a map pixel. Scale 0..`vmax` x uniform
-    (default: this map's `shared_scale`; pass one `vmax` to compare maps). Returns the map's image, for
-    `fig.colorbar(..., label=UNIFORM_LABEL)`."""
+    """Draw one query pixel into three axes: the image with its cell marked, its H x W map, the overlay. image:
+    C x H x W; weights: HW x HW of one image and head; (y, x): a map pixel. Scale 0..`vmax` x uniform (default this
+    map's `shared_scale`; one `vmax` to compare maps). Returns the map's image, for `colorbar(label=UNIFORM_LABEL)`."""
     amap = _query_map(weights, y, x, map_size)
     vmax = shared_scale(amap.reshape(-1)) if vmax is None else vmax
     img = to_display(image)
@@ -185,7 +180,6 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
                         map_size: tuple[int, int], head: int = 0, row_titles: Sequence[str] | None = None,
                         vmax: float | None = None) -> Figure:
     """One row per image: the image, then the overlay for each query pixel (y, x) of `pixels` (map cells).
-
     images: B x C x H x W; weights: B x heads x HW x HW. One scale, 0..`vmax` x uniform (default `shared_scale`)."""
     b = images.shape[0]
     maps = [[_query_map(weights[i, head], y, x, map_size) for (y, x) in pixels] for i in range(b)]
@@ -220,7 +214,6 @@ def plot_attention_grid(images: torch.Tensor, weights: torch.Tensor, pixels: Seq
 def plot_pool_maps(images: torch.Tensor, weights: torch.Tensor, map_size: tuple[int, int],
                    titles: Sequence[str] | None = None, vmax: float | None = None) -> Figure:
     """Where an `AttentionPool` looks: per image, the image and each head's map over it, on one x-uniform scale.
-
     images: N x C x H x W; weights: N x heads x HW (`collect_pooling`); map_size: the pooled map's (H, W)."""
     n, heads = weights.shape[:2]
     vmax = shared_scale(weights) if vmax is None else vmax
@@ -258,8 +251,8 @@ def _cell_ticks(ax: Axes, axis: str, cells: int, pixels: int, step: int = 2) -> 
 # --- a drawing of a network -----------------------------------------------------------------------
 
 def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, output shape without batch) of each leaf module in forward order: what `draw_network` draws.
-    Steps outside modules show as "reshape" or "pool". Runs `example` once in eval mode (the mode is restored)."""
+    """What `draw_network` draws: (name, output shape without batch) of each leaf module in forward order on `example`
+    (eval mode, then restored); steps outside modules show as "reshape" or "pool"."""
     rows: list[tuple[str, tuple[int, ...]]] = []
     last = [tuple(example.shape[1:])]
 
@@ -286,8 +279,7 @@ def network_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, t
 
 
 def draw_network(model: nn.Module, example: torch.Tensor, title: str = "", per_row: int = 8) -> Figure:
-    """`model` as boxes in forward order, each a layer and its output shape from running `example`; attention
-    highlighted, `per_row` boxes a row."""
+    """`model` as boxes in forward order, each a layer and its output shape on `example`; attention highlighted."""
     rows = network_layers(model, example)
     steps = [("input", tuple(example.shape[1:]))] + rows
     n_rows = -(-len(steps) // per_row)

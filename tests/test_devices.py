@@ -54,7 +54,7 @@ def test_fit_and_every_measuring_helper_run_without_float64(real_cifar10, tmp_pa
         sh.occlusion_check(model, images[:16], k=2)
         explorer = sh.AttentionExplorer(model, images[:4], data["test"].images[:4], labels[:4])
         explorer.update(1, 2, 3)
-        sh.saliency.saliency_table(model, images[:8], steps=4)
+        sh.saliency.summarise_areas(sh.saliency.saliency_areas(model, images[:8], steps=4)[0])
         sh.forward_flops(model)
         pooled = sh.AttentionCNN(widths=[8, 16, 16], pool="attention", pool_heads=2)
         sh.fit(pooled, data, recipe, device="cpu", epochs=1, progress=False, checkpoint=tmp_path / "pool.pt")

@@ -25,9 +25,9 @@ CODE = re.compile(r"```.*?```|`[^`]*`", re.S)
 # the sources each document may quote besides its own outputs (paths relative to the repository; globs allowed)
 SOURCES: dict[str, list[str]] = {
     "README.md": ["benchmarks/*.md", "benchmarks/long_range_results.json", "benchmarks/results/xeon-2026-11/*.json",
-                  "weights/*.json", "notebooks/09_attention_maps.ipynb", "sacnn_helpers/speedrun.py"],
+                  "weights/*.json", "notebooks/09_attention_maps.ipynb", "sacnn_helpers/speedrun.py", "sacnn_helpers/recipes.py"],
     "docs/training.md": ["benchmarks/*.md", "benchmarks/long_range_results.json", "weights/*.json",
-                         "benchmarks/results/xeon-2026-11/*.json", "sacnn_helpers/speedrun.py"],
+                         "benchmarks/results/xeon-2026-11/*.json", "sacnn_helpers/speedrun.py", "sacnn_helpers/recipes.py"],
     "docs/attention_maps.md": ["benchmarks/*.md", "weights/*.json", "notebooks/09_attention_maps.ipynb",
                                "notebooks/07_the_recommended_layer.ipynb"],
     "weights/README.md": ["weights/*.json", "benchmarks/*.md", "benchmarks/results/*_seed0.json"],
@@ -37,7 +37,7 @@ SOURCES: dict[str, list[str]] = {
     "08": ["benchmarks/cpu_recipe.md", "benchmarks/results/cpu_*_seed*.json"],
     "09": ["benchmarks/attention_maps.md", "benchmarks/saliency.md", "benchmarks/cpu_recipe.md", "weights/*.json"],
     "10": ["benchmarks/long_range_results.md", "benchmarks/long_range_results.json"],
-    "11": ["benchmarks/cpu_recipe.md", "weights/attention_pool.json", "sacnn_helpers/speedrun.py"],
+    "11": ["benchmarks/cpu_recipe.md", "weights/attention_pool.json", "sacnn_helpers/speedrun.py", "sacnn_helpers/recipes.py"],
 }
 # numbers that are definitions or facts of arithmetic, not measurements: (document, number) -> why
 _TABLE_01_3 = "printed by the folded solution's own code (exercise 01.3)"
