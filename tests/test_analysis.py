@@ -74,10 +74,19 @@ def test_occlusion_check_reports_both_kinds_of_patches():
 
 
 def test_attention_report_logs_parameters_and_maps():
+    """Query and key weights zeroed, biases equal: every query and key is the same vector, every cosine 1, every
+    score the temperature 10, so the scores have no spread and every map is uniform."""
     model = AttentionCNN(widths=[8, 8], attention_at=[2], qk_norm=True, position="relative", image_size=16)
+    layer = attention_layers(model)[0]
+    with torch.no_grad():
+        for projection in (layer.query, layer.key):
+            projection.weight.zero_()
+            projection.bias.fill_(1.0)
     (row,) = attention_report(model, torch.randn(5, 3, 16, 16))
     assert row["gamma"] == 0.0 and row["temperature"] == pytest.approx([10.0]) and row["position_bias_max"] == 0.0
-    assert row["wq_norm"] > 0 and row["score_std"] > 0 and len(row["peak_ratio"]) == 1
+    assert row["wq_norm"] == row["wk_norm"] == 0.0 and row["score_std"] == pytest.approx(0.0, abs=1e-5)
+    assert row["peak_ratio"] == pytest.approx([1.0]) and row["entropy_ratio"] == pytest.approx([1.0])
+    assert row["query_dependence"] == pytest.approx([0.0], abs=1e-6) and row["kind"] == "layer"
 
 
 def test_summarise_gives_a_t_interval():
