@@ -97,16 +97,20 @@ def relative_position_index(height: int, width: int) -> torch.Tensor:
 class SelfAttention(nn.Module):
     """Self-attention over the H*W pixels of a B x C x H x W map (SAGAN-style, with heads); values keep C channels.
 
-    `qk_channels`: query/key channels (default C; SAGAN uses C // 8), d_k = qk_channels // heads; both channel
-    counts must divide by `heads`. `residual`: out = gamma * context + x, learned `gamma` from `gamma_init`; else
-    out = context (the written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then query and
-    key get no gradient until gamma moves (notebook 10). `qk_norm`: cosine attention (Swin Transformer V2,
-    "QK-norm") times a learned per-head temperature from `temperature_init`, so sharpness doesn't depend on feature
-    size. `position="relative"` (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin
-    (Liu et al. 2021); Shaw et al. 2018 and Bello et al. 2019 use offset embeddings q·r instead. `uniform`: every
-    weight 1/HW, in training too (the trained-uniform control, Wiegreffe & Pinter 2019). `forward(x)` uses
-    `F.scaled_dot_product_attention`; `forward(x, return_attention=True)` the explicit path, also returning the
-    weights, B x heads x HW x HW."""
+    Args:
+        heads: attention heads; `in_channels` and `qk_channels` must divide by it.
+        qk_channels: query/key channels (default C; SAGAN uses C // 8); d_k = qk_channels // heads.
+        residual: out = gamma * context + x with a learned `gamma` from `gamma_init`; False: out = context (the
+            written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then query and key get
+            no gradient until gamma moves (notebook 07).
+        qk_norm: cosine attention (Swin Transformer V2) times a learned per-head temperature from
+            `temperature_init`, so sharpness doesn't depend on the size of the features.
+        position: "relative" (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin
+            (Liu et al. 2021); Shaw et al. 2018 and Bello et al. 2019 use offset embeddings q·r instead.
+        uniform: every weight 1/HW, in training too (the trained-uniform control, Wiegreffe & Pinter 2019).
+
+    `forward(x)` uses `F.scaled_dot_product_attention`; `forward(x, return_attention=True)` the explicit path, also
+    returning the weights, B x heads x HW x HW."""
 
     def __init__(self, in_channels: int, heads: int = 1, qk_channels: int | None = None,
                  residual: bool = True, gamma_init: float = 0.0, qk_norm: bool = False,
