@@ -13,7 +13,7 @@ SMOKE_ENV = "SACNN_SMOKE"
 
 RECIPE_ENV = "SACNN_RECIPE"  # names the recipe a notebook trains with, whatever the device (SACNN_RECIPE=gpu)
 # A recipe other than `cpu` in a smoke run: the same settings on a toy subset (full batches for airbench94's loop)
-SMOKE_SIZES: dict[str, Any] = dict(train_limit=1024, test_limit=256, batch_size=128, epochs=1)
+SMOKE_SIZES: dict[str, Any] = dict(train_limit=512, test_limit=256, batch_size=64, epochs=1)
 
 
 @dataclass(frozen=True)

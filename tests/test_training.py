@@ -497,8 +497,8 @@ def test_cli_will_not_train_the_gpu_recipe_on_the_cpu_unasked(capsys, monkeypatc
 
 @pytest.mark.parametrize("env, device, expected", [
     ({}, "cpu", ("cpu", None)), ({}, "cuda", ("gpu", None)), ({}, "mps", ("cpu", None)),
-    ({"SACNN_SMOKE": "1"}, "cpu", ("smoke", 1024)), ({"SACNN_SMOKE": "1"}, "cuda", ("gpu", 1024)),
-    ({"SACNN_RECIPE": "gpu"}, "cpu", ("gpu", None)), ({"SACNN_RECIPE": "gpu", "SACNN_SMOKE": "1"}, "cpu", ("gpu", 1024)),
+    ({"SACNN_SMOKE": "1"}, "cpu", ("smoke", 1024)), ({"SACNN_SMOKE": "1"}, "cuda", ("gpu", 512)),
+    ({"SACNN_RECIPE": "gpu"}, "cpu", ("gpu", None)), ({"SACNN_RECIPE": "gpu", "SACNN_SMOKE": "1"}, "cpu", ("gpu", 512)),
     ({"SACNN_RECIPE": "cpu"}, "cuda", ("cpu", None)),
 ])
 def test_notebooks_choose_their_recipe_by_device_unless_told(env, device, expected, monkeypatch):
