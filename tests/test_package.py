@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sacnn_helpers as sh
 
 PACKAGE = Path(sh.__file__).resolve().parent
@@ -52,6 +54,7 @@ def test_the_module_table_lists_every_public_name_under_its_module():
         assert not missing, f"docs/package.md's {module} row misses {missing}"
 
 
+@pytest.mark.slow  # over 5 s: a fresh process (left out of the fast run, pytest -m "not slow")
 def test_importing_the_package_loads_no_module_until_a_name_is_used():
     code = ("import sys, sacnn_helpers as sh; assert 'torch' not in sys.modules, 'torch loaded at import';"
             "sh.get_recipe('cpu'); assert 'torch' not in sys.modules, 'recipes loaded torch';"

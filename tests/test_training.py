@@ -314,6 +314,7 @@ def test_cli_missing_data_says_where_it_looked(tmp_path, capsys):
     assert e.value.code == 2 and "CIFAR-10 not found" in err and str(tmp_path) in err
 
 
+@pytest.mark.slow  # over 5 s: a fresh process (left out of the fast run, pytest -m "not slow")
 def test_cli_smoke_run_writes_the_json_schema(cli_smoke_run):
     result = cli_smoke_run["result"]
     for key, kind in [("model", str), ("dataset", str), ("recipe", str), ("device", str), ("epochs", int),
