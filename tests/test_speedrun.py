@@ -27,10 +27,6 @@ def _tiny_cifar(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
             torch.randint(0, 10, (n,), generator=g))
 
 
-def test_the_hyperparameters_are_airbench94s():
-    assert speedrun.HYP == lib_airbench94.hyp
-
-
 def test_without_attention_the_network_is_make_net94_weight_for_weight(airbench_on_cpu):
     torch.manual_seed(0)
     theirs = lib_airbench94.make_net94()
