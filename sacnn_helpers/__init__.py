@@ -31,7 +31,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     # checkpoints and recipes (notebooks 08-09, the command line `python -m sacnn_helpers.train`)
     "checkpoints": ("CheckpointError", "load_model"),
     "recipes": ("RECIPES", "Recipe", "choose_recipe", "get_recipe", "is_smoke_run"),
-    "runtime": ("get_device", "seed_everything"),  # where code runs, and the training loop
+    # where code runs, and the training loop
+    "runtime": ("get_device", "seed_everything"),
     "training": ("evaluate", "fit", "train_one_epoch"),
     # pictures and the explorer (notebooks 00-02, 06, 09)
     "visualisation": ("UNIFORM_LABEL", "draw_network", "map_cell", "map_pixel", "overlay", "plot_attention_grid",

@@ -102,7 +102,7 @@ class SelfAttention(nn.Module):
         qk_channels: query/key channels (default C; SAGAN uses C // 8); d_k = qk_channels // heads.
         residual: out = gamma * context + x with a learned `gamma` from `gamma_init`; False: out = context (the
             written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then query and key get
-            no gradient until gamma moves (notebook 07).
+            no gradient until gamma moves (notebook 04).
         qk_norm: cosine attention (Swin Transformer V2) times a learned per-head temperature from
             `temperature_init`, so sharpness doesn't depend on the size of the features.
         position: "relative" (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from .runtime import memory_format
 
@@ -127,7 +128,7 @@ def _download(root: Path) -> None:
 _NOTED: set[Path] = set()
 
 
-class ImageSet:
+class ImageSet(Dataset):
     """Images and labels as whole tensors: the one container for every data set in the series.
 
     images: N x C x H x W uint8 (0..255); labels: N int64; classes: names, `classes[label]`; source: where the
@@ -289,7 +290,8 @@ def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = 
 
 # The data sets the training command knows, by name: name -> function(data_dir, download) -> (train, test).
 DATASETS: dict[str, Callable[..., tuple[ImageSet, ImageSet]]] = {
-    "cifar10": lambda data_dir, download: (load_cifar10(data_dir, True, download), load_cifar10(data_dir, False, download)),
+    "cifar10": lambda data_dir, download: (load_cifar10(data_dir, True, download),
+                                           load_cifar10(data_dir, False, download)),
     "long-range": load_long_range,
 }
 

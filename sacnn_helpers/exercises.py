@@ -1,6 +1,6 @@
-"""Check cells for the notebooks' exercises: `check("08.1", answer)` or `check("04.3", my_layer(x), x)` says whether
-an answer is right. EXPECTED maps each exercise to a function (of the cell's inputs, if any) that computes the answer,
-so a check cell names the exercise, never the answer (this file gives the answers away: it is for teachers)."""
+"""Check cells for the notebooks' exercises: `check("08.1", answer)` or `check("04.2", split_heads(t, 4), t, 4)`
+says whether an answer is right. EXPECTED maps each exercise to a function (of the cell's inputs, if any) that
+computes the answer, so a check cell names the exercise, never the answer (this file is for teachers)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,7 @@ from .analysis import entropy_ratio, forward_flops, peak_ratio, query_dependence
 from .attention import (AttentionPool, SelfAttention, attention_bytes, attention_scores, channel_attention_scores,
                         collect_attention, pixel_index, relative_position_index, to_tokens)
 from .models import AttentionCNN, CNNWithSelfAttention, build_recipe_model
-from .recipes import get_recipe
-from .training import learning_rate
+from .recipes import get_recipe, learning_rate
 from .visualisation import map_pixel
 
 EXPECTED: dict[str, Callable[..., Any]] = {}
@@ -82,7 +81,7 @@ def check(key: str, answer: Any, *inputs: Any, atol: float | None = None) -> Non
     print(f"exercise {key}: {'correct' if ok else 'not yet (' + hint + ')'}")
 
 
-# === The expected answers, notebook by notebook. Worked out by hand: the expression is the working ===
+# === The expected answers, notebook by notebook. Worked out by hand (the expression is the working) or measured ===
 EXPECTED.update({
     "00.1": lambda: 50_000 * 3 * 32 * 32,  # uint8 training images: one byte per number
     "00.2": lambda: 256 * 1 * (32 * 32) ** 2 * 4 / 2**20,  # MiB of float32 B x heads x HW x HW weights

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
-from airbench.lib_airbench94 import Conv as AirbenchConv, ConvGroup as AirbenchConvGroup, Mul as Scale
 
 from .analysis import attention_report, attention_snapshot
 from .attention import AttentionPool, SelfAttention
@@ -205,11 +204,16 @@ class Airbench94Net(ReportsAttention, nn.Sequential):
             raise ValueError(f"Airbench94Net has 3 groups: widths needs 3 numbers (got {widths}) and "
                              f"attention_after one of 1, 2, 3 (got {attention_after})")
         whiten_width = 2 * in_channels * 2 ** 2
-        layers = [AirbenchConv(in_channels, whiten_width, 2, padding=0, bias=True), nn.GELU(),
-                  AirbenchConvGroup(whiten_width, widths[0], batchnorm_momentum),
-                  AirbenchConvGroup(widths[0], widths[1], batchnorm_momentum),
-                  AirbenchConvGroup(widths[1], widths[2], batchnorm_momentum),
-                  nn.MaxPool2d(3), nn.Flatten(), nn.Linear(widths[2], num_classes, bias=False), Scale(scaling_factor)]
+        # airbench's own layers, imported only here: importing airbench loads torchvision and switches cuDNN's
+        # autotuning on, which no other network needs (the switch is put back; `fit` sets it for training)
+        benchmark = torch.backends.cudnn.benchmark
+        from airbench.lib_airbench94 import Conv, ConvGroup, Mul
+        torch.backends.cudnn.benchmark = benchmark
+        layers = [Conv(in_channels, whiten_width, 2, padding=0, bias=True), nn.GELU(),
+                  ConvGroup(whiten_width, widths[0], batchnorm_momentum),
+                  ConvGroup(widths[0], widths[1], batchnorm_momentum),
+                  ConvGroup(widths[1], widths[2], batchnorm_momentum),
+                  nn.MaxPool2d(3), nn.Flatten(), nn.Linear(widths[2], num_classes, bias=False), Mul(scaling_factor)]
         if attention:  # built last: the airbench layers above drew their weights first
             side = image_size - 1
             for _ in range(attention_after):
@@ -226,7 +230,8 @@ class Airbench94Net(ReportsAttention, nn.Sequential):
                            image_size=image_size)
 
     def fit_to_data(self, images: torch.Tensor) -> None:
-        """Set the frozen whitening conv from normalised training images (`fit` calls this once)."""
+        """Set the frozen whitening conv from normalised training images (`fit`'s own loop calls this once; the gpu
+        recipe's `train94` sets it itself)."""
         init_whitening_conv(self[0], images)
 
 

@@ -103,6 +103,14 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
+def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> float:
+    """Triangular schedule: 0 -> `peak` over the first `warmup` fraction of steps, then linearly to 0."""
+    up = max(1, round(warmup * total_steps))
+    if step < up:
+        return peak * (step + 1) / up
+    return peak * max(0.0, (total_steps - step) / max(1, total_steps - up))
+
+
 def is_smoke_run() -> bool:
     """True when $SACNN_SMOKE is set (CI and the test command): notebooks shrink data and epochs."""
     return os.environ.get(SMOKE_ENV, "") not in ("", "0", "false", "False")

@@ -7,6 +7,7 @@ parameters in their own group (10x lr, no decay), the seed reset before the firs
 attention see the same batches), and float32 on the CPU and MPS. `tests/test_speedrun.py` checks it against airbench."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from math import ceil
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from .data import ImageSet
     from .recipes import Recipe
 
-HYP: dict[str, Any] = hyp  # airbench94's own dict: lr and weight decay decoupled, per 1,024 examples
+HYP: dict[str, Any] = copy.deepcopy(hyp)  # airbench94's own (lr and weight decay per 1,024 examples), copied
 # in 0..1: our CIFAR-10 mean and std / 255, exactly airbench's (0.4914, 0.4822, 0.4465) and (0.2470, 0.2435, 0.2616)
 MEAN_01, STD_01 = [m / 255 for m in CIFAR10_MEAN], [s / 255 for s in CIFAR10_STD]
 
@@ -214,6 +215,6 @@ def fit_airbench94(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, 
     model.float().eval()  # float32 afterwards, so every helper (predict, the explorer) can feed it float32 images
     images = ceil(len(loader) * recipe.epochs) * loader.batch_size
     extra = dict(trainer="airbench94", dtype=str(compute_dtype(device)), tta_level=HYP["net"]["tta_level"],
-                 images_per_second=images / sum(h["step_seconds"] for h in history),
+                 images_per_second=images / sum(h["step_seconds"] for h in history), val_images=0,
                  mean=list(CIFAR10_MEAN), std=list(CIFAR10_STD))
     return history, test_loss, test_acc, extra

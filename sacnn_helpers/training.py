@@ -22,20 +22,12 @@ from .analysis import tta_logits
 from .attention import attention_gammas, score_parameters
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageSet, draw_augmentation, normalise, shift_and_flip
-from .recipes import Recipe
+from .recipes import Recipe, learning_rate  # the schedule, `training.learning_rate` too
 from .speedrun import fit_airbench94
 
 REPLAY_IMAGES = 6  # test images whose maps `fit` keeps after every epoch (the explorer's epoch slider)
 REPLAY_MAX_TOKENS = 256  # no replay for layers over 16 x 16 pixels: a 1,024-pixel map would add 12 MB an epoch
 COMPILE_BACKEND = "inductor"  # torch.compile's backend for recipes with compile=True (tests use "eager")
-
-
-def learning_rate(step: int, total_steps: int, peak: float, warmup: float) -> float:
-    """Triangular schedule: 0 -> `peak` over the first `warmup` fraction of steps, then linearly to 0."""
-    up = max(1, round(warmup * total_steps))
-    if step < up:
-        return peak * (step + 1) / up
-    return peak * max(0.0, (total_steps - step) / max(1, total_steps - up))
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -175,13 +167,15 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
         force: bool = False, progress: bool | str = True) -> dict[str, Any]:
     """Train `model` on `data` ({"train", "val", "test"}) with `recipe`; returns the result (a dict).
 
-    Adds to `train_one_epoch`: the schedule over all epochs; after every epoch, validation, a history row (losses,
-    accuracies, seconds, `gamma`s, the model's `epoch_report`) and the maps of the first `REPLAY_IMAGES` test images
-    (`replay`, for the explorer's epoch slider); the test set, scored once at the end. With `checkpoint`, a save
-    after every epoch: an interrupted run resumes, a finished one is reused unless `force`. Under torchrun,
+    Adds to `train_one_epoch`: the schedule over all epochs; after every epoch, validation and a history row (losses,
+    accuracies, seconds, `gamma`s, the model's `epoch_report`), and with `checkpoint` the maps of the first
+    `REPLAY_IMAGES` test images (`replay`, for the explorer's epoch slider) and a save: an interrupted run resumes, a
+    finished one is reused unless `force`; the test set, scored once at the end. Under torchrun,
     DistributedDataParallel with the same global batch, schedule and seed. A model with `fit_to_data` (a whitening
-    layer) is set from 5,000 training images first. `progress`: True a bar per epoch, "lines" a line per epoch, False
-    nothing. The model stays on `device`, in eval mode. `train_seconds`: training and validation, resumed epochs too."""
+    layer) is set from 5,000 training images first. The gpu recipe goes to airbench94's trainer (`speedrun`), saved
+    once, at the end. `progress`: True a bar per epoch, "lines" a line per epoch, False nothing. The model stays on
+    `device`, in eval mode. Result keys include test_accuracy (0..1), test_loss, history, train_seconds (training and
+    validation, resumed epochs too), images_per_second, mean, std and classes (what feeds the model)."""
     device = runtime.get_device(device)
     recipe = replace(recipe, epochs=recipe.epochs if epochs is None else epochs)
     amp = runtime.use_amp(device, recipe.amp)

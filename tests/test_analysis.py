@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sacnn_helpers import (AttentionCNN, attention_layers, entropy_ratio, map_statistics, occlusion_check, peak_ratio,
-                           predict, query_dependence, uniform_attention, uniform_attention_accuracy)
+from sacnn_helpers import (AttentionCNN, attention_layers, collect_attention, entropy_ratio, map_statistics,
+                           occlusion_check, peak_ratio, predict, query_dependence, uniform_attention, uniform_attention_accuracy)
 from sacnn_helpers.analysis import attention_report, patch_mask, summarise
 
 
@@ -87,6 +87,25 @@ def test_attention_report_logs_parameters_and_maps():
     assert row["wq_norm"] == row["wk_norm"] == 0.0 and row["score_std"] == pytest.approx(0.0, abs=1e-5)
     assert row["peak_ratio"] == pytest.approx([1.0]) and row["entropy_ratio"] == pytest.approx([1.0])
     assert row["query_dependence"] == pytest.approx([0.0], abs=1e-6) and row["kind"] == "layer"
+
+
+def test_attention_report_reads_each_layer_and_the_pool_in_one_pass():
+    """A trained-looking layer (random weights, query and key of different sizes) and a pool: one row each, in
+    that order, with the layer's own norms and the statistics of the maps `collect_attention` returns."""
+    torch.manual_seed(0)
+    model = AttentionCNN(widths=[8, 8], attention_at=[2], gamma_init=0.5, image_size=16, pool="attention",
+                         pool_heads=2)
+    layer = attention_layers(model)[0]
+    with torch.no_grad():
+        layer.key.weight.copy_(3 * layer.query.weight)  # |W_k| = 3 |W_q|: a swap shows
+    x = torch.randn(5, 3, 16, 16)
+    rows = attention_report(model, x)
+    assert [r["kind"] for r in rows] == ["layer", "pool"]
+    assert rows[0]["wq_norm"] == pytest.approx(float(layer.query.weight.detach().norm()))
+    assert rows[0]["wk_norm"] == pytest.approx(3 * rows[0]["wq_norm"]) and rows[0]["gamma"] == 0.5
+    _, weights, _ = collect_attention(model, x)
+    assert rows[0]["peak_ratio"] == pytest.approx(peak_ratio(weights[0]).tolist())
+    assert len(rows[1]["peak_ratio"]) == 2  # one per pool head
 
 
 def test_summarise_gives_a_t_interval():

@@ -21,28 +21,36 @@ def test_maps_are_distributions_on_the_attention_grid():
 
 
 class LinearOverCells(torch.nn.Module):
-    """An attention layer that passes its 2-channel input through (gamma = 0), then logit_k = the sum over cells of
-    w[k] . (the cell's channels). The gradient of logit k is w[k] at every cell, so Grad-CAM for class k is
-    relu(w[k] . channels) per cell, normalised: known by hand."""
+    """An attention layer that adds a fixed vector to every cell (uniform attention over values that are the value
+    conv's bias alone, (1, -1), gate 1), then logit_k = sum over cells of m[cell] * w[k] . (the cell's channels).
+    The gradient of logit k at a cell is m[cell] * w[k]; its mean over cells is 1.25 * w[k], so Grad-CAM for class
+    k is relu(w[k] . (x + (1, -1))) per cell, normalised: worked out by hand."""
 
     def __init__(self):
         super().__init__()
-        self.attention = SelfAttention(2)
+        self.attention = SelfAttention(2, gamma_init=1.0, uniform=True)
+        with torch.no_grad():
+            self.attention.value.weight.zero_()
+            self.attention.value.bias.copy_(torch.tensor([1.0, -1.0]))
         self.register_buffer("w", torch.tensor([[1.0, -2.0], [-1.0, 3.0]]))
+        self.register_buffer("m", torch.tensor([[1.0, 1.0], [1.0, 2.0]]))  # the cells count unequally
 
     def forward(self, x):
-        return torch.einsum("bchw,kc->bk", self.attention(x), self.w)
+        return torch.einsum("bchw,kc,hw->bk", self.attention(x), self.w, self.m)
 
 
 def test_grad_cam_gives_the_maps_worked_out_by_hand():
-    """Image 0: logits (2, 0), class 0: relu(f0 - 2 f1) = [[1, 1], [0, 2]] / 4. Image 1: logits (-3, 5), class 1:
-    relu(-f0 + 3 f1) = [[3, 0], [0, 3]] / 6 (class 0's weights would give [[0, 1], [0, 0]] instead)."""
+    """Image 0: features f = x + (1, -1) = ([[4, 2], [1, 3]], [[0, -1], [0, -1]]), logits (19, -22), class 0:
+    relu(f0 - 2 f1) = [[4, 4], [1, 5]] / 14. Image 1: f = ([[1, 1], [1, 1]], [[1, -1], [-1, 2]]), logits (-1, 4),
+    class 1: relu(-f0 + 3 f1) = [[2, 0], [0, 5]] / 7. Class 0's weights, the layer's input instead of its output,
+    or each cell's own gradient instead of the mean would all give other maps."""
     x = torch.tensor([[[[3.0, 1.0], [0.0, 2.0]], [[1.0, 0.0], [1.0, 0.0]]],
-                      [[[0.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]]])
+                      [[[0.0, 0.0], [0.0, 0.0]], [[2.0, 0.0], [0.0, 3.0]]]])
     model = LinearOverCells()
-    assert model(x).argmax(1).tolist() == [0, 1]
+    torch.testing.assert_close(model(x), torch.tensor([[19.0, -22.0], [-1.0, 4.0]]))
     maps, empty = grad_cam(model, x, return_empty=True)
-    torch.testing.assert_close(maps, torch.tensor([[[0.25, 0.25], [0.0, 0.5]], [[0.5, 0.0], [0.0, 0.5]]]))
+    expected = torch.stack([torch.tensor([[4.0, 4.0], [1.0, 5.0]]) / 14, torch.tensor([[2.0, 0.0], [0.0, 5.0]]) / 7])
+    torch.testing.assert_close(maps, expected)
     assert not empty.any()
 
 

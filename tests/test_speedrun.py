@@ -102,17 +102,27 @@ def test_the_optimiser_groups_add_only_the_attention_scores():
 
 
 @pytest.mark.slow  # over 5 s: left out of the fast run (pytest -m "not slow")
-def test_the_gpu_recipe_trains_through_fit_and_its_checkpoint_scores_the_same(real_cifar10, tmp_path):
+def test_the_gpu_recipe_trains_through_fit_and_its_checkpoint_scores_the_same(real_cifar10, tmp_path, monkeypatch):
     """8 steps through `fit` on the CPU (that they learn what airbench94's steps learn is the twenty-step test's
-    job): the reported accuracy is the saved network's, scored again with airbench's normalisation and TTA."""
-    recipe = sh.get_recipe("gpu", train_limit=512, test_limit=100, epochs=1, batch_size=64)
+    job): the recipe's settings reach airbench's trainer, and the reported accuracy is the saved network's, scored
+    again with airbench's normalisation and TTA."""
+    recipe = sh.get_recipe("gpu", train_limit=512, test_limit=100, epochs=1, batch_size=64, lr=9.0, warmup=0.3)
     data = sh.load_recipe_data(recipe)
+    received, real_train94 = {}, speedrun.train94
+    monkeypatch.setattr(speedrun, "train94", lambda model, loader, **kw: received.update(kw) or real_train94(
+        model, loader, **kw))
     sh.seed_everything(0)
     result = sh.fit(sh.build_recipe_model(recipe, data["train"]), data, recipe, device="cpu", progress=False,
                     checkpoint=tmp_path / "gpu.pt")
-    assert result["trainer"] == "airbench94" and result["tta_level"] == 2 and len(result["history"]) == 1
+    assert {k: received[k] for k in ("epochs", "lr", "momentum", "weight_decay", "label_smoothing", "peak",
+                                     "attention_lr_scale")} == dict(
+        epochs=1, lr=9.0, momentum=0.85, weight_decay=0.0153, label_smoothing=0.2, peak=0.3, attention_lr_scale=10.0)
+    assert result["trainer"] == "airbench94" and result["tta_level"] == 2 and result["val_images"] == 0
+    (row,) = result["history"]
+    assert row["val_accuracy"] is None and set(row["gammas"]) == {"4"} and row["attention"][0]["kind"] == "layer"
     loaded, meta = sh.load_model(tmp_path / "gpu.pt")
     assert meta["result"]["test_accuracy"] == result["test_accuracy"]
+    assert (meta["mean"], meta["std"]) == (list(sh.data.CIFAR10_MEAN), list(sh.data.CIFAR10_STD))  # airbench's, exact
     images = sh.normalise(speedrun.to_float_images(data["test"].images, torch.device("cpu")), speedrun.MEAN_01,
                           speedrun.STD_01)
     logits = sh.predict(loaded, images, batch_size=2000, tta_level=2)
