@@ -128,9 +128,10 @@ def patch_mask(keys: torch.Tensor, map_size: tuple[int, int], image_size: tuple[
 @torch.no_grad()
 def occlusion_check(model: nn.Module, images: torch.Tensor, k: int = 4, layer: int = 0, head: int | None = None,
                     seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
-    """Does hiding (set to 0, the normalised mean) the k patches a seeded random query of `layer` attends to most
-    (mean over heads, or one `head`) change the prediction more than k random patches? Per "attended"/"random": mean
-    drop in the intact prediction's probability, rate of changed predictions; their mean difference with a 95 % CI."""
+    """Hide (set to 0, the normalised mean) the k map cells that one seeded random query per image of `layer`
+    attends to most (mean over heads, or one `head`), and k random cells: does the first change the prediction
+    more? Keys: `attended_drop`/`random_drop` (mean fall in the predicted class's probability), `*_changed` (share
+    of changed predictions), `difference` (attended - random drop) and its 95 % `difference_ci95`."""
     g = torch.Generator().manual_seed(seed)
     drops: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}
     flips: dict[str, list[torch.Tensor]] = {"attended": [], "random": []}

@@ -101,10 +101,10 @@ class SelfAttention(nn.Module):
         heads: attention heads; `in_channels` and `qk_channels` must divide by it.
         qk_channels: query/key channels (default C; SAGAN uses C // 8); d_k = qk_channels // heads.
         residual: out = gamma * context + x with a learned `gamma` from `gamma_init`; False: out = context (the
-            written summary's block). `gamma_init` 0 (SAGAN) starts as the identity, but then query and key get
-            no gradient until gamma moves (notebook 04).
-        qk_norm: cosine attention (Swin Transformer V2) times a learned per-head temperature from
-            `temperature_init`, so sharpness doesn't depend on the size of the features.
+            tutorial's written summary). `gamma_init` 0 (SAGAN) starts as the identity, but then query, key and
+            value get no gradient until gamma moves (notebook 04).
+        qk_norm: cosine scores times a learned per-head multiplier, the temperature (Swin V2's 1/tau: larger is
+            sharper; from `temperature_init`, capped at 100), so sharpness doesn't depend on the size of the features.
         position: "relative" (needs `size` = (H, W)): a learned per-head bias per offset (dy, dx), as in Swin
             (Liu et al. 2021); Shaw et al. 2018 and Bello et al. 2019 use offset embeddings q·r instead.
         uniform: every weight 1/HW, in training too (the trained-uniform control, Wiegreffe & Pinter 2019).
@@ -173,7 +173,7 @@ class SelfAttention(nn.Module):
                              f"size=({x.shape[-2]}, {x.shape[-1]})")
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """B x (heads*d) x H x W -> B x heads x HW x d, stride 1 along d for SDPA's fused kernels (copies NCHW)."""
+        """B x (heads*d) x H x W -> B x heads x HW x d, stride 1 along d for fused SDPA: a view if channels-last."""
         b, c, h, w = t.shape
         t = t.reshape(b, self.heads, c // self.heads, h * w).transpose(-2, -1)
         return t if t.stride(-1) == 1 else t.contiguous()
@@ -269,9 +269,10 @@ class AttentionPool(nn.Module):
         """B x heads x HW scores of the mean-pixel query against every pixel, position bias included."""
         b, _, h, w = x.shape
         d = self.qk_channels // self.heads
-        q = self.query(x.mean(dim=(2, 3))).view(b, self.heads, 1, d)
-        k = self.key(x).reshape(b, self.heads, d, h * w)
-        return (attention_scores(q, k.transpose(-2, -1)) + self.position_table[:, None]).squeeze(-2)
+        q = self.query(x.mean(dim=(2, 3))).view(b, self.heads, 1, d)  # the mean pixel's query: B x heads x 1 x d
+        k = self.key(x).reshape(b, self.heads, d, h * w).transpose(-2, -1)  # pixel keys: B x heads x HW x d
+        scores = attention_scores(q, k) + self.position_table[:, None]  # B x heads x 1 x HW
+        return scores.squeeze(-2)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -320,7 +321,8 @@ def score_parameters(model: nn.Module) -> tuple[set[nn.Parameter], set[nn.Parame
 
 @contextmanager
 def capture_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """In the block each `SelfAttention` appends its B x heads x HW x HW weights to the yielded list; same outputs."""
+    """Inside the block every `SelfAttention` takes its explicit path and appends its B x heads x HW x HW weights
+    to the yielded list; outputs are unchanged."""
     layers = attention_layers(model)
     captured: list[torch.Tensor] = []
     for layer in layers:
@@ -385,8 +387,8 @@ def collect_maps(model: nn.Module, images: torch.Tensor
 
 def collect_attention(model: nn.Module, images: torch.Tensor
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]]:
-    """(logits, weights, sizes) of `model` on `images` (eval mode, no grad, then restored), on the CPU: `weights[i]`
-    B x heads x HW x HW of the i-th `SelfAttention` in forward order, `sizes[i]` its map's (H, W)."""
+    """(logits on the model's device; weights, sizes on the CPU) of `model` on `images` (eval mode, no grad, then
+    restored): `weights[i]` B x heads x HW x HW of the i-th `SelfAttention` in forward order, `sizes[i]` its (H, W)."""
     if not attention_layers(model):
         raise ValueError(f"{type(model).__name__} has no SelfAttention layer, so there is no attention to show; "
                          f"load a model built with attention=True")
@@ -422,6 +424,6 @@ def flash_attention_bytes(batch: int, heads: int, height: int, width: int, head_
 
 def attention_memory_table(sizes: tuple[int, ...] = (8, 16, 32, 64), batch: int = 1, heads: int = 1,
                            head_dim: int = 64, dtype: torch.dtype = torch.float32) -> list[dict[str, int]]:
-    """One dict per side s in `sizes`: pixels, `attention_bytes` and `flash_attention_bytes` of an s x s map."""
+    """One dict per side s in `sizes`, an s x s map: side, pixels, explicit_bytes, flash_bytes."""
     return [dict(side=s, pixels=s * s, explicit_bytes=attention_bytes(batch, heads, s, s, dtype),
                  flash_bytes=flash_attention_bytes(batch, heads, s, s, head_dim, dtype)) for s in sizes]

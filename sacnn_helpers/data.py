@@ -280,8 +280,8 @@ def make_long_range(n: int, seed: int = 0, image_size: int = 12, mark_size: int 
 
 def load_long_range(data_dir: str | os.PathLike | None = None, download: bool = True, train_size: int = 10_000,
                     test_size: int = 2_000, **params: Any) -> tuple[ImageSet, ImageSet]:
-    """Notebook 10's task in memory: training images from seed 0, test images from seed 1, both normalised with
-    the training statistics. `data_dir` and `download` are unused (the signature of `DATASETS`)."""
+    """Notebook 10's task in memory: training images from seed 0, test images from seed 1; the test set carries
+    the training set's mean and std. `data_dir` and `download` are unused (the signature of `DATASETS`)."""
     train = make_long_range(train_size, seed=0, **params)
     test = make_long_range(test_size, seed=1, **params)
     test.mean, test.std = train.mean, train.std
@@ -306,7 +306,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
 
 def split_data(train: ImageSet, test: ImageSet, val_size: int, train_limit: int | None = None,
                test_limit: int | None = None, split_seed: int = 0) -> dict[str, ImageSet]:
-    """{"train", "val", "test"}: `val_size` training images held out (same each run), `train_limit`/`test_limit` cap."""
+    """{"train", "val", "test"}: `val_size` training images held out (the same for a `split_seed`), at most
+    `train_limit` of the rest kept for training and the first `test_limit` test images."""
     n = len(train)
     if not 0 <= val_size < n:
         raise ValueError(f"val_size={val_size} images held out for validation, but the training set has only "

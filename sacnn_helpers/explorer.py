@@ -26,7 +26,7 @@ class AttentionExplorer:
     map looks flat. An update calls `set_data` and renders a PNG into an `ipywidgets.Image` (clicks: `ipyevents`).
     An `AttentionPool` is the last "layer": one map per head (its one query is the image's mean pixel).
 
-    `models`: a network with a `SelfAttention` or `AttentionPool`, or {name: network} (the sliders reach every network's layers and heads).
+    `models`: a network with a `SelfAttention` or `AttentionPool`, or {name: network} (sliders reach every one's layers).
     `images`: N x C x H x W as the models take them; `display_images`: for showing (uint8 or 0..1). `labels`,
     `class_names`: optional. `vmax`: one fixed scale top. `replays`: {name: meta["replay"]} from `fit`, for an epoch
     slider from 0 (untrained); only the first few test images have snapshots, so pass test images from index 0."""

@@ -108,7 +108,7 @@ class AttentionCNN(ReportsAttention, nn.Module):
             layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.MaxPool2d(2),
                        nn.BatchNorm2d(width), nn.GELU()]
             here = stage in attention_at
-            # second conv before attention: a seed gives the other layers the same weights whatever `replace_conv`
+            # the layers before this one draw the same weights whatever `replace_conv`; later ones draw others
             second = [] if replace_conv and here else [nn.Conv2d(width, width, 3, padding=1, bias=False)]
             attend = [SelfAttention(width, heads=heads, qk_channels=qk_channels, gamma_init=gamma_init,
                                     qk_norm=qk_norm, temperature_init=temperature_init, position=position,
@@ -135,10 +135,10 @@ class LongRangeCNN(ReportsAttention, nn.Module):
     """A plain stack of 3x3 convolutions (no pooling) with one optional `SelfAttention` layer (notebook 10).
 
     `depth` blocks of conv 3x3 -> BatchNorm -> ReLU, `width` channels, any image size; the residual attention layer
-    follows block `attention_after` (1-based). The head pools each channel into one Linear layer, so without
-    attention the output is a sum of features that each see only `receptive_field` pixels. `gamma_init` is 1.0,
-    not SAGAN's 0: with the SGD recipe a gate from 0 stayed off (50% after 6 epochs), from 1 it solves the task in
-    2-3 epochs. `pool`: "mean" adds a score per mark; "max" ("is this colour anywhere?") needs one mark at a time."""
+    follows block `attention_after` (1-based). The head mean- or max-pools each channel over the map, then one Linear,
+    so without attention each feature sees only a `receptive_field`-wide square. `gamma_init` 1.0, not SAGAN's 0: with
+    the SGD recipe a gate from 0 stayed off (50% after 6 epochs), from 1 it solves the task in 2-3 epochs. `pool`:
+    "mean" sums one score per mark (no comparison); "max" asks "is this colour anywhere?", one mark at a time."""
 
     def __init__(self, num_classes: int = 2, depth: int = 3, width: int = 32, attention: bool = True,
                  attention_after: int = 1, heads: int = 1, qk_channels: int | None = None,

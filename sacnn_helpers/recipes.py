@@ -18,9 +18,10 @@ SMOKE_SIZES: dict[str, Any] = dict(train_limit=512, test_limit=256, batch_size=6
 
 @dataclass(frozen=True)
 class Recipe:
-    """A training preset for one data set: SGD-Nesterov, weight decay on conv/linear weights only (not BatchNorm,
-    biases, `gamma`, nor query/key weights unless `qk_weight_decay`), lr up linearly over the first `warmup` of steps,
-    then down to 0; shifts up to `translate` pixels and flips. `amp`: bf16 autocast, None = CUDA only."""
+    """A training preset for one data set, as `fit` trains it: SGD-Nesterov, weight decay on conv/linear weights only
+    (not BatchNorm, biases, `gamma`, nor query/key weights unless `qk_weight_decay`), lr up linearly over the first
+    `warmup` fraction of steps, then down to 0; shifts up to `translate` pixels and flips. `amp`: bf16 autocast, None =
+    CUDA only. `trainer="airbench94"` (the gpu recipe) trains as airbench does instead (`speedrun`)."""
 
     name: str
     dataset: str = "cifar10"
@@ -47,7 +48,7 @@ class Recipe:
     tf32: bool = True
     deterministic: bool = False
     log_every: int = 10  # steps between progress-bar updates (the only time the loss is read back)
-    trainer: str = "fit"  # "airbench94": airbench94's own training (speedrun.py), its settings from speedrun.HYP
+    trainer: str = "fit"  # "airbench94": airbench94's own loop (speedrun.py), fed this recipe's lr, momentum, ...
     description: str = ""
 
     def settings(self) -> dict[str, Any]:
@@ -79,7 +80,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
             label_smoothing=0.2, val_size=0, attention_lr_scale=10.0,
             description="airbench94's training on one GPU (seconds; float16 on CUDA), its network with the "
                         "recommended attention layer, 4 heads, on the 7x7 map after group 2; not yet measured "
-                        "on a GPU. Optimiser, schedule and TTA are airbench's (speedrun.HYP)"),
+                        "on a GPU. Optimiser groups, schedule shape and TTA are airbench's (speedrun.py)"),
         "smoke": Recipe(
             name="smoke", model="AttentionCNN",
             model_config=dict(widths=[16, 32, 64], attention_at=[2], heads=1, **RECOMMENDED_ATTENTION),

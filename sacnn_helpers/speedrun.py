@@ -42,8 +42,8 @@ def compute_dtype(device: torch.device) -> torch.dtype:
 
 def prepare_net(model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> nn.Module:
     """The network on `device` as airbench puts it: `compute_dtype` (or `dtype`), channels_last, BatchNorm in
-    float32. Ours: attention stays float32 too (input cast up, output back): in float16 its temperature,
-    log 10 = 2.30 where the spacing is 0.002, could not move, every step smaller than half the spacing."""
+    float32. Ours: attention stays float32 too (input cast up, output back): a float16 log-temperature at
+    log 10 = 2.30 is spaced 0.002 apart, so every update, smaller than 0.001, would round away."""
     model = model.to(device, dtype=dtype or compute_dtype(device), memory_format=runtime.memory_format(device))
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -131,8 +131,9 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
             whiten_bias_epochs: int = HYP["opt"]["whiten_bias_epochs"], attention_lr_scale: float = 10.0,
             progress: bool = False, epoch_end: Callable[[nn.Module], dict[str, Any]] | None = None,
             peak: float = 0.23) -> list[dict[str, Any]]:
-    """airbench94's `train` for a prepared `model` (`prepare_net`; the whitening conv first), random numbers in
-    airbench's order; one row per epoch: the last batch's loss, seconds of steps, and what `epoch_end` adds."""
+    """airbench94's `train` on a `prepare_net`-ed `model` whose `model[0]` is the whitening conv (set here from
+    5,000 images), drawing random numbers in airbench's order. One row per epoch: the last batch's mean loss,
+    the seconds of its steps, and what `epoch_end(model)` adds."""
     from tqdm.auto import tqdm
     device = loader.images.device
     total_steps = ceil(len(loader) * epochs)
@@ -169,7 +170,8 @@ def train94(model: nn.Module, loader: Loader, epochs: float = HYP["opt"]["train_
                 lookahead.update(model, decay=1.0)
                 break
         runtime.synchronize(device)
-        row = dict(epoch=epoch + 1, train_loss=loss.item() / loader.batch_size, step_seconds=time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        row = dict(epoch=epoch + 1, train_loss=loss.item() / loader.batch_size, step_seconds=seconds)
         history.append(dict(row, **(epoch_end(model) if epoch_end is not None else {})))
     bar.close()
     return history

@@ -18,7 +18,8 @@ from .recipes import RECIPES, get_recipe  # no torch: --help answers before torc
 # flags named as the model_config key / the Recipe field they change
 MODEL_FLAGS = ("heads", "attention_at", "gamma_init", "qk_norm", "position", "uniform_attention", "pool",
                "pool_heads")
-RECIPE_FLAGS = ("epochs", "batch_size", "lr", "amp", "compile", "deterministic", "qk_weight_decay", "attention_lr_scale")
+RECIPE_FLAGS = ("epochs", "batch_size", "lr", "amp", "compile", "deterministic", "qk_weight_decay",
+                "attention_lr_scale")
 
 
 def build_parser() -> argparse.ArgumentParser:

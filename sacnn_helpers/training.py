@@ -49,7 +49,7 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def _autocast(device: torch.device, amp: bool):
-    """bf16 autocast on `device` when `amp` (BatchNorm and the softmax stay float32), else nothing."""
+    """bf16 autocast on `device` when `amp`, else nothing; parameters (BatchNorm's too) stay float32."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
@@ -124,7 +124,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: d
         with _autocast(device, amp):
             logits = net(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-        # DDP averages gradients: scaling by share / global batch x processes gives the global mean loss's gradient
+        # DDP averages the processes' gradients; weighting each share's mean loss by its size x processes / global
+        # batch turns that average into the gradient of the mean loss over the whole global batch
         scale = len(y) * world / len(idx)
         optimizer.zero_grad(set_to_none=True)
         (loss * scale if scale != 1 else loss).backward()
@@ -167,15 +168,15 @@ def fit(model: nn.Module, data: dict[str, ImageSet], recipe: Recipe, *, device: 
         force: bool = False, progress: bool | str = True) -> dict[str, Any]:
     """Train `model` on `data` ({"train", "val", "test"}) with `recipe`; returns the result (a dict).
 
-    Adds to `train_one_epoch`: the schedule over all epochs; after every epoch, validation and a history row (losses,
-    accuracies, seconds, `gamma`s, the model's `epoch_report`), and with `checkpoint` the maps of the first
-    `REPLAY_IMAGES` test images (`replay`, for the explorer's epoch slider) and a save: an interrupted run resumes, a
-    finished one is reused unless `force`; the test set, scored once at the end. Under torchrun,
-    DistributedDataParallel with the same global batch, schedule and seed. A model with `fit_to_data` (a whitening
-    layer) is set from 5,000 training images first. The gpu recipe goes to airbench94's trainer (`speedrun`), saved
-    once, at the end. `progress`: True a bar per epoch, "lines" a line per epoch, False nothing. The model stays on
-    `device`, in eval mode. Result keys include test_accuracy (0..1), test_loss, history, train_seconds (training and
-    validation, resumed epochs too), images_per_second, mean, std and classes (what feeds the model)."""
+    Each epoch: `train_one_epoch` on the schedule over all epochs, then validation and a history row (losses,
+    accuracies, seconds, `gamma`s, the model's `epoch_report`). With `checkpoint`: a save after every epoch, with
+    the maps of the first `REPLAY_IMAGES` test images (`replay`, the explorer's epoch slider); an interrupted run
+    resumes, a finished one is reused unless `force`. At the end the test set is scored once. A model with
+    `fit_to_data` (a whitening layer) is set from 5,000 training images first; under torchrun, DDP with the same
+    global batch, schedule and seed; the gpu recipe goes to airbench94's trainer (`speedrun`), saved once.
+    `progress`: True a bar per epoch, "lines" a line per epoch, False nothing. The model ends on `device`, in eval
+    mode. Result keys include test_accuracy (0..1), test_loss, history, train_seconds (training and validation,
+    resumed epochs too), images_per_second, mean, std and classes (what feeds the model)."""
     device = runtime.get_device(device)
     recipe = replace(recipe, epochs=recipe.epochs if epochs is None else epochs)
     amp = runtime.use_amp(device, recipe.amp)

@@ -1,5 +1,6 @@
-"""The package's shape: imports run one way (no cycle, nothing imports a module above it), the module table in
-docs/package.md names every public name, and `import sacnn_helpers` loads no module until a name is used."""
+"""The package's shape: its imports form no cycle (so they can be drawn in layers, each importing only below), the
+module table in docs/package.md names every public name, and `import sacnn_helpers` loads no module until a name
+is used."""
 import ast
 import subprocess
 import sys
